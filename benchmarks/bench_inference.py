@@ -1,0 +1,171 @@
+"""Inference speed: one classification request (p50 latency) and concurrent requests (throughput), LLM and encoder.
+
+    .venv/bin/python -m benchmarks.bench_inference [--requests 40] [--concurrent 96] [--threads 2]
+
+Uses the real built-in models (SmolLM2-135M-Instruct with a LoRA adapter, all-MiniLM-L6-v2 with a classification
+head) on SST-2 sentences from ../shared/datasets. Adapters and heads are freshly initialised: speed does not depend
+on what they learned. Two torch threads by default, as on the target machine; the load average is printed with the
+figures because on a shared machine it changes them several-fold. Prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SST2 = REPO.parent / "shared" / "datasets" / "sst2" / "dev.tsv"
+CACHE = REPO / ".localft-test-cache"
+SYSTEM = "Classify the sentiment of the movie review as positive or negative."
+LABELS = ["positive", "negative"]
+
+
+def _sentences(limit: int) -> list[str]:
+    with SST2.open(newline="") as f:
+        return [
+            row["sentence"].strip() for _, row in zip(range(limit), csv.DictReader(f, delimiter="\t"), strict=False)
+        ]
+
+
+def _lora_checkpoint(base_dir: Path, folder: Path) -> Path:
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from localft.training.checkpoint import CheckpointMeta, write_meta
+
+    model = AutoModelForCausalLM.from_pretrained(base_dir)
+    config = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
+    get_peft_model(model, config).save_pretrained(str(folder / "adapter"))
+    AutoTokenizer.from_pretrained(base_dir).save_pretrained(folder / "tokenizer")
+    meta = CheckpointMeta(
+        base_model="smollm2-135m-instruct", family="causal_lm", task="classification", step=1, epoch=1, labels=LABELS
+    )
+    write_meta(folder, meta)
+    return folder
+
+
+def _encoder_checkpoint(base_dir: Path, folder: Path) -> Path:
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from localft.training.checkpoint import CheckpointMeta, write_meta
+
+    AutoModelForSequenceClassification.from_pretrained(base_dir, num_labels=2).save_pretrained(folder / "model")
+    AutoTokenizer.from_pretrained(base_dir).save_pretrained(folder / "tokenizer")
+    meta = CheckpointMeta(
+        base_model="minilm-l6", family="encoder", task="classification", step=1, epoch=1, labels=LABELS, max_length=64
+    )
+    write_meta(folder, meta)
+    return folder
+
+
+def _latency(call: Callable[[str], object], texts: list[str]) -> tuple[float, float]:
+    """Median wall-clock and process CPU seconds of one call (CPU time is steadier on a shared machine)."""
+    call(texts[0])  # warm-up: weights load, first-call allocations
+    wall, cpu = [], []
+    for text in texts:
+        start, start_cpu = time.perf_counter(), time.process_time()
+        call(text)
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+    return statistics.median(wall), statistics.median(cpu)
+
+
+def _bare_forward(engine: object, base: str, texts: list[str]) -> Callable[[str], object]:
+    """One plain forward pass of the base model over the same prompt: the floor any request pays."""
+    import torch
+
+    from localft.inference.prompt import render_prompt
+    from localft.inference.types import ModelArtifact
+
+    info = engine.describe(ModelArtifact(base, base))  # type: ignore[attr-defined]
+    model, _ = engine._weights.causal(info)  # type: ignore[attr-defined]
+
+    def forward(text: str) -> object:
+        messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": text}]
+        prompt = render_prompt(info.tokenizer, messages, info.template)
+        ids = info.tokenize(prompt.text, add_special_tokens=False, return_tensors="pt")["input_ids"]
+        with torch.inference_mode():
+            return model(input_ids=ids, logits_to_keep=1)
+
+    return forward
+
+
+def _throughput(call: Callable[[str], object], texts: list[str], threads: int) -> float:
+    chunks = [texts[i::threads] for i in range(threads)]
+    barrier = threading.Barrier(threads + 1)
+
+    def run(chunk: list[str]) -> None:
+        barrier.wait()
+        for text in chunk:
+            call(text)
+
+    workers = [threading.Thread(target=run, args=(chunk,)) for chunk in chunks]
+    for w in workers:
+        w.start()
+    barrier.wait()
+    start = time.perf_counter()
+    for w in workers:
+        w.join()
+    return len(texts) / (time.perf_counter() - start)
+
+
+def main(argv: list[str] | None = None) -> None:
+    import torch
+
+    from localft.base_models import local_model_dir
+    from localft.inference.engine import InferenceEngine
+    from localft.inference.types import ChatRequest, ModelArtifact
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=40, help="sequential requests timed for the p50 latency")
+    parser.add_argument("--concurrent", type=int, default=96, help="requests sent from 16 threads for throughput")
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    args = parser.parse_args([] if argv is None else argv)  # `python -m benchmarks` calls main() with its own argv
+    torch.set_num_threads(args.threads)
+    texts = _sentences(args.requests + args.concurrent)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = InferenceEngine(CACHE, device="cpu")
+        setups = [
+            ("SmolLM2-135M + LoRA", "smollm2-135m-instruct", _lora_checkpoint),
+            ("MiniLM-L6 + head", "minilm-l6", _encoder_checkpoint),
+        ]
+        for name, base, make in setups:
+            checkpoint = make(local_model_dir(base, CACHE), Path(tmp) / base)
+            artifact = ModelArtifact(name, base, checkpoint)
+
+            def call(text: str, artifact: ModelArtifact = artifact) -> object:
+                messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": text}]
+                return engine.chat(artifact, ChatRequest(messages, temperature=0, logprobs=True, top_logprobs=2))
+
+            p50, cpu = _latency(call, texts[: args.requests])
+            batches = engine.scorer.batches_run
+            rate = _throughput(call, texts[args.requests :], threads=16)
+            mean_batch = args.concurrent / max(1, engine.scorer.batches_run - batches)
+            rows.append((name, f"{p50 * 1000:.0f}", f"{cpu * 1000:.0f}", f"{rate:.1f}", f"{mean_batch:.1f}"))
+            if base == "smollm2-135m-instruct":
+                bare, bare_cpu = _latency(_bare_forward(engine, base, texts), texts[: args.requests])
+                rows.append(("(reference: one bare forward)", f"{bare * 1000:.0f}", f"{bare_cpu * 1000:.0f}", "", ""))
+        held = engine.memory_bytes
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    load = os.getloadavg()
+    print(f"torch threads: {args.threads}; load average during the run: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}\n")
+    print("| model | one request p50 (ms) | CPU per request p50 (ms) | concurrent requests/s | mean batch |")
+    print("|---|---|---|---|---|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    print(f"\nweights held by the engine (both models, bf16): {held / 2**20:.0f} MiB")
+    print(f"peak RSS of the benchmark process (includes building the test checkpoints in fp32): {peak:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,120 @@
+"""An intent router: Banking77 (77 intents) as the stand-in for the tutorial's HR router, with 10 and 50
+training examples per intent.
+
+Training examples are the first N per intent of `train.csv` after a seeded shuffle (seed 42; Banking77 has 35 to
+187 per intent, so a few intents have fewer than 50); the test set is
+the first `LOCALFT_BENCH_ROUTER_TEST` (default 5) per intent of the official `test.csv`, the same for every model.
+The prompts carry no label list (77 labels would multiply every training step's length), so the zero-shot base
+model (opt-in, see below) is given one: localft's zero-shot system prompt with all 77 intents.
+
+    python -m benchmarks router            LOCALFT_BENCH_ROUTER_SHOTS=10 to run one size only
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pandas as pd
+
+from benchmarks._harness import (
+    DATASETS,
+    ENCODER,
+    LLM,
+    LLM_SKIPPED,
+    bench_command,
+    bench_server,
+    comparison_table,
+    examples,
+    failures_note,
+    llm_enabled,
+    log,
+    save_results,
+    testset_from,
+    write_chat_jsonl,
+    write_section,
+)
+
+BANKING = DATASETS / "banking77"
+
+
+def _per_intent(frame: pd.DataFrame, n: int, skip: int = 0) -> list[tuple[str, str]]:
+    picked = frame.groupby("category", sort=True).nth(list(range(skip, skip + n)))
+    return list(zip(picked["text"].astype(str), picked["category"].astype(str), strict=True))
+
+
+def main() -> None:
+    shots = [int(x) for x in os.environ.get("LOCALFT_BENCH_ROUTER_SHOTS", "10,50").split(",")]
+    n_test = int(os.environ.get("LOCALFT_BENCH_ROUTER_TEST", "5"))
+    tuned_shots = os.environ.get("LOCALFT_BENCH_ROUTER_FINETUNE_SHOTS")
+    finetune = [int(x) for x in tuned_shots.split(",")] if tuned_shots else shots
+    train_frame = pd.read_csv(BANKING / "train.csv").sample(frac=1.0, random_state=42)
+    test_frame = pd.read_csv(BANKING / "test.csv")
+    labels = sorted(test_frame["category"].unique())
+    results: dict[str, Any] = {"n_test_per_intent": n_test, "runs": {}}
+    tables = {}
+    with bench_server("router") as bench:
+        data = bench.workdir / "data"
+        test_path = write_chat_jsonl(data / f"test-{n_test}.jsonl", _per_intent(test_frame, n_test), None)
+        testset = testset_from(test_path, labels)
+        for n in shots:
+            train_rows = _per_intent(train_frame, n)
+            train_path = write_chat_jsonl(data / f"train-{n}.jsonl", train_rows, None)
+            # Encoder jobs need a validation file (localft's encoder training fails without one): the next
+            # training query of each intent that has one left.
+            valid_path = write_chat_jsonl(data / f"validation-{n}.jsonl", _per_intent(train_frame, 1, skip=n), None)
+            # One epoch at 50 per intent (3,850 examples) keeps the LLM within this benchmark's budget.
+            hp = {"n_epochs": 1} if n >= 50 else None
+            attempts = []
+            if n in finetune:  # LOCALFT_BENCH_ROUTER_FINETUNE_SHOTS=10: fine-tune at 10 per intent only
+                attempts.append(bench.try_fine_tune(ENCODER, train_path, suffix=f"bank{n}-enc", validation=valid_path))
+                if llm_enabled():
+                    attempts.insert(0, bench.try_fine_tune(LLM, train_path, suffix=f"bank{n}-llm", hyperparameters=hp))
+            tunes = [t for t in attempts if t is not None]
+            # Zero-shot generation with 77 intents in the prompt costs several CPU seconds per query on this
+            # machine: opt-in (LOCALFT_BENCH_ROUTER_ZERO_SHOT=1), asked with the first training size only.
+            asked = os.environ.get("LOCALFT_BENCH_ROUTER_ZERO_SHOT") == "1" and llm_enabled()
+            zero_shot = [LLM] if n == shots[0] and asked else []
+            models = zero_shot + [t.model_id for t in tunes]
+            comparison = bench.compare(
+                testset,
+                models,
+                train=examples(train_path),
+                training_times={t.model_id: t.train_s for t in tunes},
+                tag=f"shots-{n}",
+            )
+            results["runs"][str(n)] = {
+                "n_train": len(train_rows),
+                "hyperparameters": {t.model_id: t.hyperparameters for t in tunes},
+                **comparison.to_dict(),
+            }
+            tables[n] = comparison_table(comparison)
+        failures = failures_note(bench)
+    save_results("router", results)
+    lines = [
+        "### 3. Intent router (Banking77, 77 intents)",
+        "",
+        f"Command: `{bench_command('router')}`. Banking77 stands in for the tutorial's HR router. Test set:",
+        f"{n_test} queries per intent from the official test split ({n_test * len(labels)} queries), the same for",
+        "every model. Fine-tuned models see the bare query. The zero-shot base model (a system prompt listing the",
+        "77 intents) is only in the table when it was run (`LOCALFT_BENCH_ROUTER_ZERO_SHOT=1`): it costs several",
+        "CPU seconds per query here. The published HR-router figures are not given in the brief: no published row.",
+        "Encoder jobs get a validation file of one unused training query per intent (localft's encoder training",
+        "currently fails without one).",
+        "",
+    ]
+    for n, table in tables.items():
+        size = results["runs"][str(n)]["n_train"]
+        lines += [f"**{n} training examples per intent** ({size} examples; fewer where an intent has fewer):"]
+        lines += ["", table, ""]
+        if n not in finetune:
+            lines += [f"Fine-tuned rows at {n} per intent: not run (`LOCALFT_BENCH_ROUTER_FINETUNE_SHOTS`).", ""]
+    lines.append(failures)
+    if not llm_enabled():
+        lines += [LLM_SKIPPED, ""]
+    write_section("router", "\n".join(lines))
+    log("router: wrote BENCHMARKS.md and benchmarks/results/router.json")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,220 @@
+"""Training speed: LoRA tokens/s on the built-in LLMs, encoder fine-tuning examples/s, peak memory.
+
+    .venv/bin/python -m benchmarks.bench_training [--steps 6] [--threads 2] [--only NAME ...] [--lengths]
+
+Each configuration runs in its own process (so peak RSS is its own) with two threads, on real tweets from
+../shared/datasets/twitter_airline_sentiment rendered as chat classification examples. LLM rows use batches of 8
+examples truncated to exactly 128 tokens, the encoder rows batches of 32 at 64 tokens. The optimizer steps are the
+engine's own (`localft.training.lora_causal` / `encoder_head` + the shared loop's AdamW); the "full logits" and
+"fp32" rows switch off one of the two CPU speed-ups for comparison. Prints Markdown tables; timings are medians.
+First, a table of example lengths in tokens on the shared datasets (the input for the truncation default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import multiprocessing
+import resource
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+TWEETS = REPO.parent / "shared" / "datasets" / "twitter_airline_sentiment" / "Tweets.csv"
+CACHE = REPO / ".localft-test-cache"
+SYSTEM = "Classify the sentiment of the tweet about a US airline: positive, negative or neutral."
+
+# (name, base model, bf16, logits only on answer positions)
+CONFIGS: list[tuple[str, str, bool, bool]] = [
+    ("smollm2-135m-instruct", "smollm2-135m-instruct", True, True),
+    ("smollm2-135m-instruct, full logits", "smollm2-135m-instruct", True, False),
+    ("smollm2-135m-instruct, fp32", "smollm2-135m-instruct", False, True),
+    ("smollm2-135m-instruct, fp32 + full logits", "smollm2-135m-instruct", False, False),
+    ("gemma-3-270m", "gemma-3-270m", True, True),
+    ("minilm-l6", "minilm-l6", True, True),
+]
+
+
+def _examples(n: int) -> list[Any]:
+    from localft.training.dataset import ChatExample
+
+    rows = []
+    with TWEETS.open(newline="", encoding="utf-8") as f:
+        for _, row in zip(range(n), csv.DictReader(f), strict=False):
+            rows.append(row)
+    # Four tweets per example, so every example reaches the length the figures are quoted at, then is truncated.
+    return [
+        ChatExample(
+            messages=[
+                {"role": "system", "content": SYSTEM},
+                {"role": "user", "content": "\n".join(row["text"] for row in rows[i : i + 4])},
+                {"role": "assistant", "content": rows[i]["airline_sentiment"]},
+            ],
+            line=i + 1,
+        )
+        for i in range(0, len(rows) - 3, 4)
+    ]
+
+
+def _run_one(name: str, base: str, bf16: bool, sliced: bool, steps: int, threads: int) -> dict[str, Any]:
+    import torch
+
+    torch.set_num_threads(threads)
+    import localft.training.loop as loop_module
+    import localft.training.lora_causal as causal_module
+    from localft.base_models import local_model_dir
+    from localft.training.loop import Plan, TrainLoop
+    from localft.training.run import _load_tokenizer, model_family
+    from localft.training.task import detect_task
+
+    if not bf16:  # autocast() and the learner read these at call time
+        loop_module.bf16_available = causal_module.bf16_available = lambda device: False
+    model_dir = local_model_dir(base, CACHE)
+    family = model_family(base, model_dir)
+    tokenizer = _load_tokenizer(model_dir)
+    batch = 8 if family == "causal_lm" else 32
+    length = 128 if family == "causal_lm" else 64
+    examples = _examples(4 * batch * (steps + 2))
+    task = detect_task([ex.answer for ex in examples])
+    learner: Any
+    if family == "causal_lm":
+        from localft.inference.prompt import template_kind
+        from localft.training.dataset import ChatEncoder
+        from localft.training.lora_causal import CausalLearner
+
+        encoder = ChatEncoder(tokenizer, template_kind(tokenizer), max_length=length)
+        learner = CausalLearner(model_dir, tokenizer, encoder, task, "cpu")
+        if not sliced:
+            learner.loss = _full_logits_loss(learner)
+    else:
+        from localft.training.encoder_head import EncoderLearner
+
+        learner = EncoderLearner(model_dir, tokenizer, task, "cpu", max_length=length)
+    items = [it for it in learner.make_items(examples) if learner.tokens(it) == length]
+    plan = Plan(n_epochs=1, batch_size=batch, learning_rate=1e-4, seed=0, tokens_per_forward=1 << 20)
+    loop = TrainLoop(learner, items, [], plan, _NullSink(), Path("/nonexistent"), lambda *a: None)  # type: ignore[arg-type,return-value]
+    times = []
+    for i in range(steps + 2):
+        chunk = items[(i * batch) % len(items) :][:batch]
+        started = time.perf_counter()
+        loop._step(chunk, 0)
+        if i >= 2:  # the first steps pay for lazy initialisation (oneDNN kernels, allocator)
+            times.append(time.perf_counter() - started)
+    step = statistics.median(times)
+    tokens = batch * length
+    return {
+        "name": name,
+        "batch": f"{batch} x {length}",
+        "s_per_step": step,
+        "tokens_per_s": tokens / step,
+        "examples_per_s": batch / step,
+        "peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2,
+    }
+
+
+def _full_logits_loss(learner: Any) -> Any:
+    """The textbook loss: logits for every position, then cross-entropy where labels are set (for comparison)."""
+    import torch
+    import torch.nn.functional as F
+
+    from localft.training.dataset import IGNORE
+    from localft.training.loop import BatchLoss, autocast
+
+    def loss(items: Any) -> BatchLoss:
+        ids = torch.tensor([it.encoded.input_ids for it in items])
+        labels = torch.tensor([it.encoded.labels for it in items])
+        with autocast("cpu"):
+            logits = learner.model(input_ids=ids).logits.float()
+        shifted, gold = logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1)
+        total = F.cross_entropy(shifted, gold, ignore_index=IGNORE, reduction="sum")
+        keep = gold != IGNORE
+        correct = int((shifted.detach().argmax(-1)[keep] == gold[keep]).sum())
+        return BatchLoss(loss_sum=total, n_targets=int(keep.sum()), n_correct=correct)
+
+    return loss
+
+
+class _NullSink:
+    def log(self, message: str, level: str = "info") -> None: ...
+    def log_metrics(self, metrics: Any) -> None: ...
+    def on_checkpoint(self, checkpoint: Any) -> None: ...
+    def should_stop(self) -> bool:
+        return False
+
+
+LENGTH_SOURCES: dict[str, tuple[str, str, str]] = {
+    # dataset: (file under ../shared/datasets, text column, delimiter)
+    "twitter_airline_sentiment": ("twitter_airline_sentiment/Tweets.csv", "text", ","),
+    "sst2": ("sst2/dev.tsv", "sentence", "\t"),
+    "banking77": ("banking77/test.csv", "text", ","),
+    "emotion": ("emotion/val.txt", "text", ";"),
+    "jigsaw_toxic": ("jigsaw_toxic/train.5k.csv", "comment_text", ","),
+}
+
+
+def lengths(limit: int = 2000) -> None:
+    """Prompt + answer tokens per example with SmolLM2's chat template: what the truncation default must cover."""
+    import numpy as np
+
+    from localft.base_models import local_model_dir
+    from localft.inference.prompt import template_kind
+    from localft.training.dataset import ChatEncoder
+    from localft.training.run import _load_tokenizer
+
+    tokenizer = _load_tokenizer(local_model_dir("smollm2-135m-instruct", CACHE))
+    encoder = ChatEncoder(tokenizer, template_kind(tokenizer), max_length=1 << 20)
+    print("| dataset | examples | p50 | p95 | p99 | max | over 512 |")
+    print("|---|---|---|---|---|---|---|")
+    for name, (file, column, delimiter) in LENGTH_SOURCES.items():
+        with (TWEETS.parents[1] / file).open(newline="", encoding="utf-8") as f:
+            texts = [row[column] for _, row in zip(range(limit), csv.DictReader(f, delimiter=delimiter), strict=False)]
+        sizes = np.array(
+            [
+                len(
+                    encoder.encode(
+                        [
+                            {"role": "system", "content": SYSTEM},
+                            {"role": "user", "content": text},
+                            {"role": "assistant", "content": "negative"},
+                        ]
+                    )
+                )
+                for text in texts
+            ]
+        )
+        p50, p95, p99 = np.percentile(sizes, [50, 95, 99])
+        print(
+            f"| {name} | {len(sizes)} | {p50:.0f} | {p95:.0f} | {p99:.0f} | {sizes.max()} | "
+            f"{(sizes > 512).mean():.1%} |",
+            flush=True,
+        )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=6, help="measured optimizer steps per configuration")
+    parser.add_argument("--only", nargs="*", default=None, help="configuration names to run (default: all)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (2, as on the target machine)")
+    parser.add_argument("--lengths", action="store_true", help="only the token-length table of the shared datasets")
+    args = parser.parse_args(argv)
+    lengths()
+    if args.lengths:
+        return
+    configs = [c for c in CONFIGS if not args.only or c[0] in args.only]
+    print("| configuration | batch (examples x tokens) | s/step | tokens/s | examples/s | peak RSS GB |")
+    print("|---|---|---|---|---|---|")
+    context = multiprocessing.get_context("spawn")
+    for name, base, bf16, sliced in configs:
+        with context.Pool(1) as pool:
+            r = pool.apply(_run_one, (name, base, bf16, sliced, args.steps, args.threads))
+        print(
+            f"| {r['name']} | {r['batch']} | {r['s_per_step']:.2f} | {r['tokens_per_s']:.0f} | "
+            f"{r['examples_per_s']:.1f} | {r['peak_gb']:.1f} |",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+from localft.cli import main
+
+main()

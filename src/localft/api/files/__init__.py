@@ -1,0 +1,1 @@
+"""`/v1/files`: upload, list, retrieve, delete and download files."""

@@ -1,0 +1,111 @@
+"""File logic: purpose and content checks, streaming to disk under a size limit, pages, downloads, validation."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from typing import BinaryIO, Literal
+
+from localft.api.files.protocol import UPLOAD_PURPOSES, FileObject
+from localft.api.protocol import CursorPage, Deleted
+from localft.errors import InvalidRequestError, LocalftError
+from localft.jobs.files import FileStorage
+
+_CHUNK = 1024 * 1024
+
+
+class FileService:
+    def __init__(self, storage: FileStorage, max_upload_bytes: int) -> None:
+        self.storage = storage
+        self.max_upload_bytes = max_upload_bytes
+
+    def upload(self, stream: BinaryIO, filename: str, purpose: str) -> FileObject:
+        if purpose not in UPLOAD_PURPOSES:
+            raise InvalidRequestError(
+                f"Invalid purpose {purpose!r}: use one of {', '.join(UPLOAD_PURPOSES)}.", param="purpose"
+            )
+        record = self.storage.save(_chunks(stream), filename=filename, purpose=purpose, max_bytes=self.max_upload_bytes)
+        if purpose == "fine-tune":
+            # The legacy SDK names every upload "file", so the content decides, never the extension.
+            problem = _jsonl_problem(self.storage.path(record).open("rb"))
+            if problem:
+                self.storage.delete(record.id)
+                raise InvalidRequestError(
+                    f"Invalid file format for Fine-Tuning API. Must be .jsonl: {problem}", param="file"
+                )
+        return FileObject.of(record)
+
+    def list(
+        self, purpose: str | None, order: Literal["asc", "desc"], after: str | None, limit: int
+    ) -> CursorPage[FileObject]:
+        page = self.storage.store.list_files(purpose=purpose, after=after, limit=limit, newest_first=order == "desc")
+        data = [FileObject.of(r) for r in page.data]
+        return CursorPage[FileObject](
+            data=data,
+            has_more=page.has_more,
+            first_id=data[0].id if data else None,
+            last_id=data[-1].id if data else None,
+        )
+
+    def retrieve(self, file_id: str) -> FileObject:
+        return FileObject.of(self.storage.store.get_file(file_id))
+
+    def delete(self, file_id: str) -> Deleted:
+        self.storage.delete(file_id)
+        return Deleted(id=file_id, object="file", deleted=True)
+
+    def content(self, file_id: str, raw: bool) -> tuple[bytes, str]:
+        """The bytes and media type. Result files come base64-encoded, as OpenAI serves them, unless `raw`."""
+        record, data = self.storage.read(file_id)
+        if record.purpose == "fine-tune-results":
+            return (data, "text/csv") if raw else (base64.b64encode(data), "application/octet-stream")
+        return data, "application/octet-stream"
+
+    def validation(self, file_id: str, model: str | None) -> dict[str, object]:
+        """`localft.data.validate`'s report on a stored fine-tune file, the same checks `localft validate` and job
+        creation run. Tokens are counted with `model`'s tokenizer when given, else estimated (the report says which).
+        """
+        from localft.data.tokens import APPROXIMATE, model_tokens
+        from localft.data.validate import validate_file
+
+        record = self.storage.store.get_file(file_id)
+        if record.purpose != "fine-tune":
+            raise InvalidRequestError(
+                f"File {file_id} has purpose {record.purpose!r}; only 'fine-tune' files are validated.",
+                param="file_id",
+                code="invalid_file_purpose",
+            )
+        tokens = APPROXIMATE
+        if model is not None:
+            try:
+                tokens = model_tokens(model)
+            except (LocalftError, OSError, ValueError) as exc:
+                message = exc.message if isinstance(exc, LocalftError) else str(exc)
+                raise InvalidRequestError(f"Cannot load the tokenizer of {model!r}: {message}", param="model") from exc
+        report = validate_file(
+            self.storage.path(record), count_tokens=tokens.count, max_tokens=tokens.context, tokenizer_name=tokens.name
+        )
+        # The caller knows the file by id and name; the server's storage path is none of its business.
+        return {**report.to_dict(), "path": record.filename, "file_id": record.id}
+
+
+def _chunks(stream: BinaryIO) -> Iterator[bytes]:
+    while chunk := stream.read(_CHUNK):
+        yield chunk
+
+
+def _jsonl_problem(stream: BinaryIO) -> str | None:
+    """Why the bytes are not JSON Lines (first bad line), or None. Deeper checks run when a job starts."""
+    with stream:
+        seen = False
+        for number, raw_line in enumerate(stream, start=1):
+            line = raw_line.strip()
+            if not line:
+                continue
+            try:
+                json.loads(line)
+            except (UnicodeDecodeError, ValueError) as exc:
+                return f"line {number} is not valid JSON ({exc})."
+            seen = True
+    return None if seen else "the file is empty."

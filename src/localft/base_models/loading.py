@@ -1,0 +1,27 @@
+"""Loading tokenizers and choosing a device; model classes are loaded by the engines that know their family."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from localft.base_models.fetch import local_model_dir
+
+
+def resolve_device(device: str = "auto") -> str:
+    """`auto` means CUDA when present, else CPU; anything else is passed through (`cpu`, `cuda:1`)."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_tokenizer(name: str, cache_dir: Path | None = None) -> Any:
+    """The tokenizer of a base model (built-in name, alias or local folder)."""
+    from transformers import AutoTokenizer
+
+    from localft.settings import Settings
+
+    folder = local_model_dir(name, cache_dir or Settings.from_env().cache_dir)
+    return AutoTokenizer.from_pretrained(folder)

@@ -1,0 +1,296 @@
+"""`localft jobs`: create, inspect, follow and control fine-tuning jobs."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+import click
+import openai
+from tqdm import tqdm
+
+from localft.cli.render import (
+    EXIT_JOB_CANCELLED,
+    EXIT_JOB_FAILED,
+    CliError,
+    api_errors,
+    base_url_option,
+    emit_list,
+    emit_object,
+    format_time,
+    json_option,
+    print_json,
+)
+from localft.client import connect
+
+JOB_COLUMNS = ("id", "model", "status", "fine_tuned_model", "created_at")
+EVENT_COLUMNS = ("created_at", "level", "type", "message")
+CHECKPOINT_COLUMNS = ("id", "step_number", "fine_tuned_model_checkpoint", "created_at")
+TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
+EXIT_INTERRUPTED = 130  # the shell's convention for a command stopped by Ctrl-C
+# Keys of a metrics event that are not classification metrics (see training/interfaces.py StepMetrics).
+_TOKEN_METRICS = frozenset({"full_valid_loss", "full_valid_mean_token_accuracy"})
+
+
+@click.group()
+def jobs() -> None:
+    """Fine-tuning jobs: create, list, show, events, watch, cancel, pause, resume, checkpoints.
+
+    \b
+    Example:
+      localft jobs create --model smollm2-135m-instruct --training-file file-abc --watch
+      localft jobs events ftjob-abc
+    """
+
+
+def hyperparameter_options(func: Any) -> Any:
+    """`--n-epochs`, `--batch-size`, `--learning-rate-multiplier`: each "auto" unless given."""
+    func = click.option("--learning-rate-multiplier", type=float, default=None, help="Default: auto.")(func)
+    func = click.option("--batch-size", type=click.IntRange(1, 256), default=None, help="Default: auto.")(func)
+    return click.option("--n-epochs", type=click.IntRange(1, 50), default=None, help="Default: auto.")(func)
+
+
+def hyperparameters(n_epochs: int | None, batch_size: int | None, lr: float | None) -> dict[str, Any]:
+    return {
+        "n_epochs": n_epochs if n_epochs is not None else "auto",
+        "batch_size": batch_size if batch_size is not None else "auto",
+        "learning_rate_multiplier": lr if lr is not None else "auto",
+    }
+
+
+def _metadata(pairs: tuple[str, ...]) -> dict[str, str] | None:
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--metadata")
+        out[key] = value
+    return out or None
+
+
+@jobs.command()
+@click.option("--model", required=True, help="Base model (catalog name, alias or local folder) or an ft: model.")
+@click.option("--training-file", required=True, metavar="FILE_ID")
+@click.option("--validation-file", default=None, metavar="FILE_ID")
+@hyperparameter_options
+@click.option("--suffix", default=None, help="Up to 64 characters in the fine-tuned model's name.")
+@click.option("--seed", type=int, default=None)
+@click.option("--metadata", "metadata_pairs", multiple=True, metavar="KEY=VALUE")
+@click.option("--watch", is_flag=True, help="Follow the job until it finishes.")
+@base_url_option
+@json_option
+def create(
+    model: str,
+    training_file: str,
+    validation_file: str | None,
+    n_epochs: int | None,
+    batch_size: int | None,
+    learning_rate_multiplier: float | None,
+    suffix: str | None,
+    seed: int | None,
+    metadata_pairs: tuple[str, ...],
+    watch: bool,
+    base_url: str | None,
+    as_json: bool,
+) -> None:
+    """Create a fine-tuning job from uploaded file ids."""
+    params: dict[str, Any] = {
+        "model": model,
+        "training_file": training_file,
+        "method": {
+            "type": "supervised",
+            "supervised": {"hyperparameters": hyperparameters(n_epochs, batch_size, learning_rate_multiplier)},
+        },
+    }
+    optional = {
+        "validation_file": validation_file,
+        "suffix": suffix,
+        "seed": seed,
+        "metadata": _metadata(metadata_pairs),
+    }
+    params.update({k: v for k, v in optional.items() if v is not None})
+    with connect(base_url) as conn, api_errors():
+        job = conn.client.fine_tuning.jobs.create(**params)
+        if not watch:
+            emit_object(job, as_json) if as_json else click.echo(job.id)
+            return
+        click.echo(f"Created {job.id}", err=True)
+        finished = watch_to_end(conn.client, job.id)
+    finish(finished, as_json)
+
+
+@jobs.command("list")
+@click.option("--limit", type=click.IntRange(1, 100), default=20, show_default=True)
+@base_url_option
+@json_option
+def list_jobs(limit: int, base_url: str | None, as_json: bool) -> None:
+    """List fine-tuning jobs, newest first."""
+    with connect(base_url) as conn, api_errors():
+        items = list(conn.client.fine_tuning.jobs.list(limit=limit).data)
+    emit_list(items, JOB_COLUMNS, as_json, created_at=format_time)
+
+
+@jobs.command()
+@click.argument("job_id")
+@base_url_option
+@json_option
+def show(job_id: str, base_url: str | None, as_json: bool) -> None:
+    """Show one job."""
+    with connect(base_url) as conn, api_errors():
+        emit_object(conn.client.fine_tuning.jobs.retrieve(job_id), as_json)
+
+
+@jobs.command()
+@click.argument("job_id")
+@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
+@base_url_option
+@json_option
+def events(job_id: str, limit: int, base_url: str | None, as_json: bool) -> None:
+    """A job's events, oldest first (the API lists them newest first)."""
+    with connect(base_url) as conn, api_errors():
+        items = list(conn.client.fine_tuning.jobs.list_events(job_id, limit=limit).data)
+    items.reverse()
+    emit_list(items, EVENT_COLUMNS, as_json, created_at=format_time)
+
+
+@jobs.command()
+@click.argument("job_id")
+@base_url_option
+@json_option
+def checkpoints(job_id: str, base_url: str | None, as_json: bool) -> None:
+    """A job's checkpoints (each usable as a model)."""
+    with connect(base_url) as conn, api_errors():
+        items = list(conn.client.fine_tuning.jobs.checkpoints.list(job_id).data)
+    emit_list(items, CHECKPOINT_COLUMNS, as_json, created_at=format_time)
+
+
+@jobs.command()
+@click.argument("job_id")
+@base_url_option
+@json_option
+def watch(job_id: str, base_url: str | None, as_json: bool) -> None:
+    """Follow a job live until it finishes (Ctrl-C asks whether to cancel it)."""
+    with connect(base_url) as conn, api_errors():
+        job = watch_to_end(conn.client, job_id)
+    finish(job, as_json)
+
+
+def _control(verb: str) -> click.Command:
+    @click.command(name=verb, help=f"{verb.capitalize()} a job.")
+    @click.argument("job_id")
+    @base_url_option
+    @json_option
+    def command(job_id: str, base_url: str | None, as_json: bool) -> None:
+        with connect(base_url) as conn, api_errors():
+            job = getattr(conn.client.fine_tuning.jobs, verb)(job_id)
+        print_json(job) if as_json else click.echo(f"{job.id}: {job.status}")
+
+    return command
+
+
+for _verb in ("cancel", "pause", "resume"):
+    jobs.add_command(_control(_verb))
+
+
+def watch_to_end(client: openai.OpenAI, job_id: str) -> Any:
+    """Follow a job; on Ctrl-C ask whether to cancel it or leave it running, and exit accordingly."""
+    try:
+        return follow_job(client, job_id)
+    except KeyboardInterrupt:
+        click.echo("", err=True)
+        if click.confirm(f"Cancel {job_id}?", default=False, err=True):
+            job = client.fine_tuning.jobs.cancel(job_id)
+            raise CliError(f"Cancelled {job.id}.", EXIT_JOB_CANCELLED) from None
+        raise CliError(
+            f"Left {job_id} running. Follow it again with: localft jobs watch {job_id}", EXIT_INTERRUPTED
+        ) from None
+
+
+def finish(job: Any, as_json: bool) -> None:
+    """Print the finished job and exit with the code matching its status."""
+    if as_json:
+        print_json(job)
+    if job.status == "failed":
+        message = job.error.message if job.error is not None else "no error message"
+        raise CliError(f"Job {job.id} failed: {message}", EXIT_JOB_FAILED)
+    if job.status == "cancelled":
+        raise CliError(f"Job {job.id} was cancelled.", EXIT_JOB_CANCELLED)
+    if not as_json:
+        click.echo(f"Job {job.id} {job.status}: {job.fine_tuned_model}")
+
+
+def new_events(client: openai.OpenAI, job_id: str, seen: set[str]) -> list[Any]:
+    """Events not seen yet, oldest first. The API pages newest first, so read pages until a known event."""
+    fresh: list[Any] = []
+    page = client.fine_tuning.jobs.list_events(job_id, limit=100)
+    while True:
+        unseen = [event for event in page.data if event.id not in seen]
+        fresh.extend(unseen)
+        if len(unseen) < len(page.data) or not page.has_more or not page.data:
+            break
+        page = client.fine_tuning.jobs.list_events(job_id, limit=100, after=page.data[-1].id)
+    seen.update(event.id for event in fresh)
+    fresh.reverse()
+    return fresh
+
+
+class JobDisplay:
+    """A progress bar over steps on a terminal; plain event lines otherwise (logs, CI, tests)."""
+
+    def __init__(self) -> None:
+        self.interactive = sys.stderr.isatty()
+        self.bar: tqdm[Any] | None = None
+
+    def show(self, event: Any) -> None:
+        data = event.data if isinstance(event.data, dict) else {}
+        if event.type == "metrics" and "step" in data:
+            self._metrics(event.message, data)
+        else:
+            self._write(f"{format_time(event.created_at)}  {event.message}")
+
+    def _metrics(self, message: str, data: dict[str, Any]) -> None:
+        classification = {
+            k.removeprefix("full_valid_"): v
+            for k, v in data.items()
+            if k.startswith("full_valid_") and k not in _TOKEN_METRICS and isinstance(v, int | float)
+        }
+        if self.interactive:
+            if self.bar is None:
+                self.bar = tqdm(total=data.get("total_steps"), unit="step", file=sys.stderr, dynamic_ncols=True)
+            self.bar.update(int(data["step"]) - self.bar.n)
+            postfix = {"loss": data.get("train_loss"), "val_loss": data.get("valid_loss")}
+            postfix["acc"] = data.get("valid_mean_token_accuracy") or data.get("train_mean_token_accuracy")
+            self.bar.set_postfix({k: f"{v:.3f}" for k, v in postfix.items() if isinstance(v, int | float)})
+        else:
+            self._write(message)
+        if classification:
+            shown = ", ".join(f"{k}={v:.3f}" for k, v in sorted(classification.items()))
+            self._write(f"Epoch {data.get('epoch', '?')} validation: {shown}")
+
+    def _write(self, line: str) -> None:
+        if self.bar is not None:
+            self.bar.write(line, file=sys.stderr)
+        else:
+            click.echo(line, err=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def follow_job(client: openai.OpenAI, job_id: str, poll_seconds: float = 1.0) -> Any:
+    """Show a job's events as they arrive until it reaches a final status; return the final job."""
+    display = JobDisplay()
+    seen: set[str] = set()
+    try:
+        while True:
+            job = client.fine_tuning.jobs.retrieve(job_id)
+            # Events are read after the status so the final events of a finished job are never missed.
+            for event in new_events(client, job_id, seen):
+                display.show(event)
+            if job.status in TERMINAL:
+                return job
+            time.sleep(poll_seconds)
+    finally:
+        display.close()

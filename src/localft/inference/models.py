@@ -1,0 +1,243 @@
+"""Loaded models: what a model id needs to answer (`ModelInfo`) and the weights, kept in a memory-bounded LRU cache.
+
+Fine-tuned LoRA adapters of one base share that base's weights: the first adapter wraps the base in a peft model,
+later ones are added to it with `load_adapter` and chosen per batch with `set_adapter`; base-model requests run with
+the adapters disabled. Encoders are whole models and cached on their own. Tokenizers and checkpoint descriptions
+are small and kept apart from the weights, so a request can be prepared while weights are loaded or evicted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from localft.base_models import get_spec, local_model_dir
+from localft.errors import ModelError
+from localft.inference import scoring
+from localft.inference.prompt import TemplateKind, end_of_turn, template_kind
+from localft.inference.types import ModelArtifact
+from localft.training.checkpoint import CheckpointMeta, read_checkpoint
+
+Family = Literal["causal_lm", "encoder"]
+DEFAULT_MAX_MEMORY_BYTES = 8 * 1024**3
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Everything about a model but its weights: family, tokenizer, template and (for fine-tunes) the checkpoint."""
+
+    key: str
+    """Cache key: the checkpoint folder, or the base model folder."""
+    family: Family
+    base_dir: Path
+    tokenizer: Any
+    template: TemplateKind
+    terminator: str
+    """Text that ends an assistant answer (`<|im_end|>`, EOS); scored after each label so labels that are
+    prefixes of others (`cited` / `cited by`) stay distinguishable."""
+    checkpoint: Path | None = None
+    meta: CheckpointMeta | None = None
+    _tokenizer_lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
+
+    def tokenize(self, text: str | list[str], **kwargs: Any) -> Any:
+        """Call the tokenizer under a lock: a fast tokenizer keeps padding and truncation settings as shared state,
+        so concurrent calls with different settings corrupt each other (seen here as ragged "padded" batches)."""
+        with self._tokenizer_lock:
+            return self.tokenizer(text, **kwargs)
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.meta.labels) if self.meta and self.meta.task == "classification" else []
+
+    @property
+    def fingerprint(self) -> str:
+        """Changes whenever different weights would answer (OpenAI's `system_fingerprint`)."""
+        step = self.meta.step if self.meta else 0
+        return "fp_" + hashlib.sha1(f"{self.key}:{step}".encode()).hexdigest()[:10]
+
+
+def _family_of_folder(folder: Path) -> Family:
+    config = json.loads((folder / "config.json").read_text())
+    architectures = " ".join(config.get("architectures") or [])
+    return "causal_lm" if "CausalLM" in architectures or "ForConditionalGeneration" in architectures else "encoder"
+
+
+def describe(artifact: ModelArtifact, cache_dir: Path) -> ModelInfo:
+    """Resolve an artifact to its base folder, family, tokenizer and checkpoint description (no weights)."""
+    from transformers import AutoTokenizer
+
+    base_dir = local_model_dir(artifact.base_model, cache_dir)
+    meta = read_checkpoint(artifact.checkpoint) if artifact.checkpoint is not None else None
+    spec = get_spec(artifact.base_model)
+    family: Family = meta.family if meta else (spec.family if spec else _family_of_folder(base_dir))
+    tok_dir = artifact.checkpoint / "tokenizer" if artifact.checkpoint is not None else None
+    tokenizer = AutoTokenizer.from_pretrained(tok_dir if tok_dir and tok_dir.is_dir() else base_dir)
+    kind = template_kind(tokenizer, meta.chat_template if meta else "model")
+    terminator = end_of_turn(tokenizer, kind) if family == "causal_lm" else ""
+    key = str(Path(artifact.checkpoint).resolve()) if artifact.checkpoint is not None else str(base_dir.resolve())
+    return ModelInfo(
+        key=key,
+        family=family,
+        base_dir=base_dir,
+        tokenizer=tokenizer,
+        template=kind,
+        terminator=terminator,
+        checkpoint=artifact.checkpoint,
+        meta=meta,
+    )
+
+
+def _param_bytes(model: Any) -> int:
+    return sum(p.numel() * p.element_size() for p in model.parameters())
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*.safetensors")) or sum(
+        f.stat().st_size for f in folder.rglob("*.bin")
+    )
+
+
+@dataclass
+class _Entry:
+    model: Any
+    nbytes: int
+    adapters: dict[str, int] = field(default_factory=dict)
+    """For a causal base: checkpoint key -> bytes of each adapter loaded into it."""
+
+
+class WeightCache:
+    """Models in memory, least recently used evicted first once `max_bytes` would be exceeded.
+
+    Not thread-safe on its own: the engine calls it only while holding its compute lock.
+    """
+
+    def __init__(self, device: str, max_bytes: int = DEFAULT_MAX_MEMORY_BYTES) -> None:
+        self.device = device
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self._adapter_owner: dict[str, str] = {}
+        """Checkpoint key -> key of the base entry holding its adapter."""
+
+    @property
+    def used_bytes(self) -> int:
+        return sum(e.nbytes + sum(e.adapters.values()) for e in self._entries.values())
+
+    def loaded_keys(self) -> list[str]:
+        """Bases, encoders and adapters in memory, least recently used first."""
+        return [k for key, entry in self._entries.items() for k in (key, *entry.adapters)]
+
+    def causal(self, info: ModelInfo) -> tuple[Any, str | None]:
+        """The (possibly peft-wrapped) base model for `info` and the adapter to activate (None: base weights)."""
+        base_key = str(info.base_dir.resolve())
+        entry = self._get(base_key) or self._load_causal_base(info, base_key)
+        if info.checkpoint is None:
+            return entry.model, None
+        if info.key not in entry.adapters:
+            self._load_adapter(entry, info, base_key)
+        return entry.model, _adapter_name(info.key)
+
+    def encoder(self, info: ModelInfo) -> Any:
+        entry = self._get(info.key)
+        if entry is None:
+            from transformers import AutoModel, AutoModelForSequenceClassification
+
+            if info.checkpoint is not None:
+                model = AutoModelForSequenceClassification.from_pretrained(info.checkpoint / "model")
+            else:
+                model = AutoModel.from_pretrained(info.base_dir)
+            model.to(self.device, dtype=scoring.compute_dtype(self.device)).eval()
+            entry = self._put(info.key, _Entry(model=model, nbytes=_param_bytes(model)))
+        return entry.model
+
+    def evict(self, key: str) -> bool:
+        """Drop one checkpoint's weights (or a whole base with its adapters); True when something was dropped."""
+        if key in self._adapter_owner:
+            owner = self._adapter_owner.pop(key)
+            entry = self._entries.get(owner)
+            if entry is not None and key in entry.adapters:
+                del entry.adapters[key]
+                if entry.adapters:
+                    entry.model.delete_adapter(_adapter_name(key))
+                else:  # the last adapter: unwrap so base requests run without peft layers
+                    entry.model = entry.model.unload()
+            return True
+        entry = self._entries.pop(key, None)
+        if entry is None:
+            return False
+        for adapter_key in entry.adapters:
+            self._adapter_owner.pop(adapter_key, None)
+        return True
+
+    def _get(self, key: str) -> _Entry | None:
+        entry = self._entries.get(key)
+        if entry is not None:
+            self._entries.move_to_end(key)
+        return entry
+
+    def _make_room(self, incoming: int, keep: str | None = None) -> None:
+        while self._entries and self.used_bytes + incoming > self.max_bytes:
+            victim = next((k for k in self._entries if k != keep), None)
+            if victim is None:
+                return  # only the model in use is left: it stays even when it alone exceeds the bound
+            self.evict(victim)
+
+    def _put(self, key: str, entry: _Entry) -> _Entry:
+        self._make_room(entry.nbytes)
+        self._entries[key] = entry
+        return entry
+
+    def _load_causal_base(self, info: ModelInfo, key: str) -> _Entry:
+        from transformers import AutoModelForCausalLM
+
+        try:
+            dtype = scoring.compute_dtype(self.device)
+            model: Any = AutoModelForCausalLM.from_pretrained(info.base_dir, dtype=dtype)
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"Could not load base model from {info.base_dir}: {exc}") from exc
+        model = model.to(self.device).eval()
+        return self._put(key, _Entry(model=model, nbytes=_param_bytes(model)))
+
+    def _load_adapter(self, entry: _Entry, info: ModelInfo, base_key: str) -> None:
+        from peft import PeftModel
+
+        assert info.checkpoint is not None
+        adapter_dir = info.checkpoint / "adapter"
+        if not adapter_dir.is_dir():
+            raise ModelError(f"Checkpoint {info.checkpoint} has no adapter/ folder.")
+        nbytes = _folder_bytes(adapter_dir)
+        self._make_room(nbytes, keep=base_key)
+        name = _adapter_name(info.key)
+        if isinstance(entry.model, PeftModel):
+            entry.model.load_adapter(str(adapter_dir), adapter_name=name)
+        else:
+            entry.model = PeftModel.from_pretrained(entry.model, str(adapter_dir), adapter_name=name)
+        entry.model.eval()
+        entry.adapters[info.key] = nbytes
+        self._adapter_owner[info.key] = base_key
+
+
+def _adapter_name(key: str) -> str:
+    # peft keeps adapters in module dicts, whose keys may not contain dots; paths do.
+    return "ckpt_" + hashlib.sha1(key.encode()).hexdigest()[:12]
+
+
+@contextlib.contextmanager
+def active_adapter(model: Any, adapter: str | None) -> Iterator[None]:
+    """Run the shared base with one fine-tune's adapter, or with all adapters off for base-model requests."""
+    from peft import PeftModel
+
+    if not isinstance(model, PeftModel):
+        yield
+    elif adapter is None:
+        with model.disable_adapter():
+            yield
+    else:
+        model.set_adapter(adapter)
+        yield

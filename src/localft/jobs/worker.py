@@ -1,0 +1,289 @@
+"""The worker: claim a job, train it through the engine, record what it produced, finish or fail it.
+
+One worker runs one job at a time. The server runs one in a thread by default; `localft worker` runs more as
+separate processes against the same database, and the store's atomic claim keeps them from taking the same job.
+A worker killed mid-job stops renewing its lease; the next claim (by any worker, or by itself after a restart)
+takes the job over and training resumes from the newest checkpoint, with an event saying so.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from localft import ids
+from localft.errors import DataValidationError, LocalftError, TrainingCancelled
+from localft.jobs.files import FileStorage
+from localft.jobs.intake import validate_job
+from localft.jobs.results import result_csv
+from localft.jobs.schema import JobRecord, ModelRecord
+from localft.jobs.sink import KEEP_CHECKPOINTS, StoreSink
+from localft.jobs.store import Store
+from localft.settings import Settings
+from localft.training.hparams import Hyperparameters
+from localft.training.interfaces import EventSink, TrainResult, TrainSpec
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LEASE_SECONDS = 30.0
+Train = Callable[[TrainSpec, EventSink], TrainResult]
+
+VALIDATION_GRACE_SECONDS = 60.0
+"""A job still validating this long after creation lost its validation to a crash; the worker redoes it."""
+MAX_ATTEMPTS = 5
+"""A job taken over this many times (each one a crash) fails instead of crashing workers forever."""
+
+
+def new_worker_id() -> str:
+    """`host:pid:random`; host and pid let a restarted worker on the same machine spot its dead predecessors."""
+    return f"{socket.gethostname()}:{os.getpid()}:{ids.short_suffix()}"
+
+
+class Worker:
+    """Runs queued jobs one at a time until `stop()`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        *,
+        worker_id: str | None = None,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        poll_interval: float = 1.0,
+        train: Train | None = None,
+    ) -> None:
+        """`train` defaults to `localft.training.run_training` (imported on first use: it pulls in torch)."""
+        self.settings = settings
+        self._train = train
+        self.store = store
+        self.storage = FileStorage(store, settings.files_dir)
+        self.worker_id = worker_id or new_worker_id()
+        self.lease_seconds = lease_seconds
+        self.poll_interval = poll_interval
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        """Ask the loop to end; a running job is handed back to the queue and resumes later."""
+        self._stop.set()
+
+    def run_forever(self) -> None:
+        log.info("worker %s polling %s", self.worker_id, self.settings.db_url)
+        self.recover(validations_older_than=0)
+        while not self._stop.is_set():
+            try:
+                worked = self.run_once()
+            except Exception:  # the loop must survive anything one job or a DB hiccup throws
+                log.exception("worker %s: unexpected error", self.worker_id)
+                worked = False
+            if not worked:
+                self._stop.wait(self.poll_interval)
+
+    def run_once(self) -> bool:
+        """Recover, then claim and run at most one job; returns whether a job was run."""
+        self.recover(validations_older_than=VALIDATION_GRACE_SECONDS)
+        job = self.store.claim_next(self.worker_id, self.lease_seconds)
+        if job is None:
+            return False
+        self.run_job(job)
+        return True
+
+    def recover(self, validations_older_than: float = 0) -> None:
+        """Finish what crashes interrupted: validate stuck files, free jobs of dead workers on this host.
+
+        A job younger than `validations_older_than` seconds is left to the validation its create request started.
+        """
+        cutoff = time.time() - validations_older_than
+        for job in self.store.jobs_with_status("validating_files"):
+            if job.created_at <= cutoff:
+                validate_job(self.storage, job)
+        for job in self.store.running_jobs():
+            if job.worker_id and job.worker_id != self.worker_id and _dead_here(job.worker_id):
+                self.store.expire_lease(job.id, job.worker_id)
+
+    # --- one job ----------------------------------------------------------------------------------------------
+
+    def run_job(self, job: JobRecord) -> None:
+        if job.attempts > MAX_ATTEMPTS:
+            self._fail(job, "training_failed", f"The job was interrupted {job.attempts - 1} times; giving up.")
+            return
+        checkpoint = self._resume_point(job)
+        if checkpoint is not None:
+            self.store.add_event(job.id, f"Resuming fine-tuning job from checkpoint at step {checkpoint[0]}")
+        elif job.attempts > 1:
+            self.store.add_event(job.id, "Restarting fine-tuning job from the beginning (no checkpoint saved yet)")
+        else:
+            self.store.add_event(job.id, "Fine-tuning job started")
+        try:
+            spec = self._spec(job, None if checkpoint is None else checkpoint[1])
+            train = self._train or _default_train()
+            with StoreSink(
+                self.store,
+                job,
+                worker_id=self.worker_id,
+                home=self.settings.home,
+                lease_seconds=self.lease_seconds,
+                shutdown=self._stop,
+            ) as sink:
+                self._show_resolved_hyperparameters(job, spec)
+                result = train(spec, sink)
+        except TrainingCancelled:
+            self._stopped(job)
+            return
+        except DataValidationError as exc:
+            self._fail(job, exc.code or "invalid_training_file", exc.message, exc.param or "training_file")
+            return
+        except LocalftError as exc:
+            self._fail(job, exc.code or "training_failed", exc.message, exc.param)
+            return
+        except Exception as exc:
+            log.error("job %s failed:\n%s", job.id, traceback.format_exc())
+            self._fail(job, "training_failed", f"Training failed: {type(exc).__name__}: {exc}")
+            return
+        try:
+            self._succeed(job, result)
+        except Exception as exc:  # e.g. a full disk while copying weights: say so rather than retrain forever
+            log.error("job %s: saving results failed:\n%s", job.id, traceback.format_exc())
+            self._fail(job, "training_failed", f"Saving the fine-tuned model failed: {type(exc).__name__}: {exc}")
+
+    def _resume_point(self, job: JobRecord) -> tuple[int, Path] | None:
+        for record in self.store.checkpoints_of(job.id):
+            path = self.settings.home / record.path
+            if path.is_dir():
+                return record.step_number, path
+        return None
+
+    def _spec(self, job: JobRecord, resume_from: Path | None) -> TrainSpec:
+        requested = job.method.get("supervised", {}).get("hyperparameters") or {}
+        validation = None
+        if job.validation_file:
+            validation = self.storage.path(self.store.get_file(job.validation_file))
+        return TrainSpec(
+            base_model=job.base_model,
+            training_file=self.storage.path(self.store.get_file(job.training_file)),
+            validation_file=validation,
+            output_dir=self.settings.jobs_dir / job.id,
+            hyperparameters=Hyperparameters.from_dict(requested),
+            seed=job.seed,
+            resume_from=resume_from,
+            device=self.settings.device,
+            cache_dir=self.settings.cache_dir,
+            max_checkpoints=KEEP_CHECKPOINTS,
+        )
+
+    def _show_resolved_hyperparameters(self, job: JobRecord, spec: TrainSpec) -> None:
+        """Replace "auto" in the job's hyperparameters with the values training will use, before it starts.
+
+        The engine reports what it used only at the end (TrainResult); OpenAI shows resolved values while running.
+        This asks the engine's own rules (training/auto.py) the same question; any problem here is left for
+        training itself to report, so it is only logged.
+        """
+        if "auto" not in job.hyperparameters.values():
+            return
+        try:
+            from localft.base_models import local_model_dir, resolve_alias
+            from localft.training.auto import resolve
+            from localft.training.dataset import read_examples
+            from localft.training.run import model_family
+
+            model_dir = local_model_dir(spec.base_model, self.settings.cache_dir)
+            family = model_family(resolve_alias(spec.base_model), model_dir)
+            resolved = resolve(spec.hyperparameters, family, len(read_examples(spec.training_file))).to_dict()
+        except Exception:
+            log.warning("job %s: could not resolve hyperparameters early", job.id, exc_info=True)
+            return
+        self.store.transition(
+            job.id, expect=["running"], held_by=self.worker_id, hyperparameters=_public_hyperparameters(resolved)
+        )
+
+    def _stopped(self, job: JobRecord) -> None:
+        """Training stopped on request. Cancel/pause already set the status; a shutdown re-queues the job."""
+        if self._stop.is_set():
+            self.store.transition(
+                job.id,
+                expect=["running"],
+                held_by=self.worker_id,
+                status="queued",
+                worker_id=None,
+                message="Worker stopping; job moved back to queued state and will resume from its last checkpoint",
+            )
+
+    def _fail(self, job: JobRecord, code: str, message: str, param: str | None = None) -> None:
+        self.store.transition(
+            job.id,
+            expect=["running"],
+            held_by=self.worker_id,
+            status="failed",
+            error={"code": code, "message": message, "param": param},
+            finished_at=int(time.time()),
+            estimated_finish=None,
+            message=f"Fine-tuning job failed: {message}",
+            level="error",
+        )
+
+    def _succeed(self, job: JobRecord, result: TrainResult) -> None:
+        model_dir = self.settings.models_dir / job.id
+        shutil.rmtree(model_dir, ignore_errors=True)  # a half-copied folder from a crash at this very point
+        shutil.copytree(result.final_checkpoint, model_dir)
+        rows = [event.data or {} for event in self.store.metrics_events(job.id)]
+        csv_text = result_csv(rows)
+        result_file = self.storage.save_bytes(
+            csv_text.encode(), filename="step_metrics.csv", purpose="fine-tune-results"
+        )
+        model = ModelRecord(
+            id=job.model_name,
+            created_at=int(time.time()),
+            owned_by=job.organization_id,
+            job_id=job.id,
+            base_model=job.base_model,
+            path=str(model_dir.relative_to(self.settings.home)),
+        )
+        done = self.store.complete_job(
+            job.id,
+            self.worker_id,
+            model,
+            [f"New fine-tuned model created: {job.model_name}", "The job has successfully completed"],
+            fine_tuned_model=job.model_name,
+            finished_at=int(time.time()),
+            trained_tokens=result.trained_tokens,
+            hyperparameters=_public_hyperparameters(result.hyperparameters),
+            result_files=[result_file.id],
+            estimated_finish=None,
+        )
+        if not done:  # cancelled in the last instant: leave nothing behind that names a model that does not exist
+            shutil.rmtree(model_dir, ignore_errors=True)
+            self.storage.delete(result_file.id)
+
+
+def _default_train() -> Train:
+    from localft.training import run_training  # type: ignore[attr-defined,unused-ignore]
+
+    train: Train = run_training
+    return train
+
+
+def _public_hyperparameters(resolved: dict[str, Any]) -> dict[str, Any]:
+    keys = ("n_epochs", "batch_size", "learning_rate_multiplier")
+    return {key: resolved[key] for key in keys if key in resolved}
+
+
+def _dead_here(worker_id: str) -> bool:
+    """True when `worker_id` names a process on this host that no longer exists."""
+    host, _, rest = worker_id.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, owned by someone else
+        return False
+    return False

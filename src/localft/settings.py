@@ -1,0 +1,103 @@
+"""One Settings object for the whole process, read from `LOCALFT_*` environment variables.
+
+There is no import-time instance: callers build one with `Settings.from_env()` (or pass values directly),
+which keeps tests free to point everything at a temporary folder.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+ENV_PREFIX = "LOCALFT_"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+DEFAULT_MAX_UPLOAD_BYTES = 512 * 1024 * 1024
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(ENV_PREFIX + name, default)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where state lives and how the server behaves. All state is under `home`."""
+
+    home: Path = field(default_factory=lambda: Path("localft-data"))
+    """Data folder: database, uploaded files, checkpoints, model cache (`LOCALFT_HOME`)."""
+    database_url: str | None = None
+    """SQLAlchemy URL (`LOCALFT_DATABASE_URL`); default: SQLite in the data folder."""
+    host: str = DEFAULT_HOST
+    """Interface to bind (`LOCALFT_HOST`)."""
+    port: int = DEFAULT_PORT
+    """Port to bind (`LOCALFT_PORT`)."""
+    api_keys: tuple[str, ...] = ()
+    """Accepted bearer tokens (`LOCALFT_API_KEYS`, comma-separated). Empty: no authentication."""
+    device: str = "auto"
+    """`auto` (CUDA when present, else CPU), `cpu` or `cuda[:N]` (`LOCALFT_DEVICE`)."""
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    """Largest accepted file upload (`LOCALFT_MAX_UPLOAD_BYTES`)."""
+    embedded_worker: bool = True
+    """Run training jobs inside the server process (`LOCALFT_EMBEDDED_WORKER=0` to leave them to workers)."""
+    organization: str = "localft"
+    """Organization name used in fine-tuned model ids (`LOCALFT_ORGANIZATION`)."""
+    cache_root: Path | None = None
+    """Converted base-model weights (`LOCALFT_CACHE_DIR`); default `home/cache`. Shareable between data folders."""
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        """Read `LOCALFT_*` variables; keyword arguments win over the environment."""
+        keys = _env("API_KEYS", "") or ""
+        settings = cls(
+            home=Path(_env("HOME", "localft-data") or "localft-data"),
+            database_url=_env("DATABASE_URL"),
+            host=_env("HOST", DEFAULT_HOST) or DEFAULT_HOST,
+            port=int(_env("PORT", str(DEFAULT_PORT)) or DEFAULT_PORT),
+            api_keys=tuple(k.strip() for k in keys.split(",") if k.strip()),
+            device=_env("DEVICE", "auto") or "auto",
+            max_upload_bytes=int(_env("MAX_UPLOAD_BYTES", str(DEFAULT_MAX_UPLOAD_BYTES)) or 0),
+            embedded_worker=(_env("EMBEDDED_WORKER", "1") or "1") not in ("0", "false", "no"),
+            organization=_env("ORGANIZATION", "localft") or "localft",
+            cache_root=Path(cache) if (cache := _env("CACHE_DIR")) else None,
+        )
+        return replace(settings, **overrides)  # type: ignore[arg-type]
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.home / 'localft.db').resolve()}"
+
+    @property
+    def files_dir(self) -> Path:
+        return self.home / "files"
+
+    @property
+    def jobs_dir(self) -> Path:
+        """Per-job working folders: checkpoints and logs (`jobs/<ftjob-id>/`)."""
+        return self.home / "jobs"
+
+    @property
+    def models_dir(self) -> Path:
+        """Fine-tuned models (`models/<safe name>/`) promoted from job checkpoints."""
+        return self.home / "models"
+
+    @property
+    def cache_dir(self) -> Path:
+        """Converted base-model weights (GGUF -> safetensors), made once and reused."""
+        return self.cache_root or self.home / "cache"
+
+    @property
+    def reports_dir(self) -> Path:
+        """Evaluation reports saved on the server (shown in the dashboard)."""
+        return self.home / "reports"
+
+    def ensure_dirs(self) -> None:
+        for path in (
+            self.home,
+            self.files_dir,
+            self.jobs_dir,
+            self.models_dir,
+            self.cache_dir,
+            self.reports_dir,
+        ):
+            path.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,63 @@
+"""What `"auto"` means: hyperparameters resolved from the data size and the model family.
+
+- `n_epochs`: OpenAI's rule (`localft.data.budget.auto_n_epochs`: 3 epochs, more for small files, fewer for big
+  ones), so `localft validate` and the job report the same number.
+- `batch_size`: per family, picked by measurement on this CPU (BENCHMARKS.md, "Defaults"): 8 for causal LMs, 16 for
+  encoders; smaller for tiny files so an epoch still makes about ten optimizer steps.
+- `learning_rate_multiplier`: 1.0, which scales the family's base learning rate (LoRA 2e-4, encoder fine-tuning
+  1e-4); the value that actually ran is always reported.
+
+Batches that do not fit the per-forward token budget are split into micro-batches with gradient accumulation, so the
+user's `batch_size` is honoured on any machine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from localft.data.budget import auto_n_epochs
+from localft.training.hparams import Hyperparameters
+
+Family = Literal["causal_lm", "encoder"]
+
+BASE_LEARNING_RATE: dict[Family, float] = {"causal_lm": 2e-4, "encoder": 1e-4}
+AUTO_BATCH_SIZE: dict[Family, int] = {"causal_lm": 8, "encoder": 16}
+MAX_LENGTH: dict[Family, int] = {"causal_lm": 512, "encoder": 256}
+"""Default truncation length in tokens (prompt + answer)."""
+TOKENS_PER_FORWARD: dict[Family, int] = {"causal_lm": 4096, "encoder": 8192}
+"""Padded tokens per forward pass before a batch is split into micro-batches (bounds activation memory)."""
+MIN_STEPS_PER_EPOCH = 10
+LORA_RANK = 8
+LORA_ALPHA = 16
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """Hyperparameters with no "auto" left, as recorded with the job and its checkpoints."""
+
+    n_epochs: int
+    batch_size: int
+    learning_rate_multiplier: float
+    learning_rate: float
+    max_length: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def resolve(hparams: Hyperparameters, family: Family, n_examples: int, max_length: int | None = None) -> Resolved:
+    """Fill in every "auto" for a family and a training set of `n_examples`."""
+    n_epochs = auto_n_epochs(n_examples) if hparams.n_epochs == "auto" else hparams.n_epochs
+    if hparams.batch_size == "auto":
+        batch_size = max(1, min(AUTO_BATCH_SIZE[family], n_examples // MIN_STEPS_PER_EPOCH))
+    else:
+        batch_size = min(hparams.batch_size, max(n_examples, 1))
+    multiplier = 1.0 if hparams.learning_rate_multiplier == "auto" else float(hparams.learning_rate_multiplier)
+    return Resolved(
+        n_epochs=n_epochs,
+        batch_size=batch_size,
+        learning_rate_multiplier=multiplier,
+        learning_rate=BASE_LEARNING_RATE[family] * multiplier,
+        max_length=max_length or MAX_LENGTH[family],
+    )

@@ -1,0 +1,201 @@
+"""Fine-tuning an encoder (MiniLM, MPNet, any BERT-like folder) with a classification head.
+
+The input is the text of the user messages (`localft.inference.prompt.encoder_text`, as inference reads a request);
+the labels come from the assistant answers. Single-label tasks use softmax and cross-entropy, multi-label tasks a
+sigmoid per label with binary cross-entropy and a per-label decision threshold, tuned on the validation set when
+there is one (else 0.5). Class weights (inverse frequency) counter imbalance when asked for.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from localft.eval.metrics import classification_metrics, multilabel_metrics
+from localft.inference.prompt import encoder_text
+from localft.training.dataset import ChatExample
+from localft.training.loop import BatchLoss, Evaluation, autocast
+from localft.training.task import TaskInfo
+
+THRESHOLD_GRID = [i / 20 for i in range(1, 20)]
+"""Candidate multi-label thresholds, 0.05 to 0.95."""
+
+
+@dataclass(frozen=True)
+class EncoderItem:
+    """One example: token ids and its gold label index (single-label) or label indicator row (multi-label)."""
+
+    input_ids: list[int]
+    target: tuple[int, ...]
+
+
+class EncoderLearner:
+    """An encoder with a sequence-classification head; implements `loop.Learner`."""
+
+    def __init__(
+        self,
+        model_dir: Path,
+        tokenizer: Any,
+        task: TaskInfo,
+        device: str,
+        max_length: int,
+        class_weights: bool = False,
+    ) -> None:
+        from transformers import AutoModelForSequenceClassification
+
+        self.tokenizer = tokenizer
+        self.task = task
+        self.device = device
+        self.max_length = max_length
+        self.labels = list(task.labels)
+        self.thresholds = [0.5] * len(self.labels) if task.multi_label else []
+        self.model: Any = AutoModelForSequenceClassification.from_pretrained(
+            model_dir,
+            num_labels=len(self.labels),
+            id2label=dict(enumerate(self.labels)),
+            label2id={label: i for i, label in enumerate(self.labels)},
+            problem_type="multi_label_classification" if task.multi_label else "single_label_classification",
+            dtype=torch.float32,
+        ).to(device)
+        self.class_weights = class_weights
+        self._weights: torch.Tensor | None = None
+        self._pad_id = tokenizer.pad_token_id or 0
+
+    def make_items(self, examples: Sequence[ChatExample]) -> list[EncoderItem]:
+        if not examples:  # no validation file: the tokenizer rejects an empty batch
+            return []
+        texts = [encoder_text(ex.context) for ex in examples]
+        ids = self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
+        return [EncoderItem(list(i), self._target(ex.answer)) for i, ex in zip(ids, examples, strict=True)]
+
+    def _target(self, answer: str) -> tuple[int, ...]:
+        if self.task.multi_label:
+            named = set(self.task.label_set(answer))
+            return tuple(int(label in named) for label in self.labels)
+        label = self.task.label_of(answer).strip()
+        return (self.labels.index(label) if label in self.labels else -1,)
+
+    def fit_class_weights(self, items: Sequence[EncoderItem]) -> None:
+        """Inverse-frequency weights (mean 1) for single-label; positive-class weights for multi-label."""
+        if not self.class_weights:
+            return
+        n = len(items)
+        if self.task.multi_label:
+            positives = torch.tensor([sum(it.target[j] for it in items) for j in range(len(self.labels))])
+            self._weights = ((n - positives) / positives.clamp(min=1)).clamp(max=100.0).float()
+        else:
+            counts = Counter(it.target[0] for it in items)
+            raw = torch.tensor([n / max(counts.get(j, 0), 1) for j in range(len(self.labels))], dtype=torch.float32)
+            self._weights = raw / raw.mean()
+        self._weights = self._weights.to(self.device)
+
+    # --- loop.Learner ------------------------------------------------------------------------------------------
+
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    def targets(self, item: EncoderItem) -> int:
+        return 1
+
+    def tokens(self, item: EncoderItem) -> int:
+        return len(item.input_ids)
+
+    def set_training(self, training: bool) -> None:
+        self.model.train(training)
+
+    def _logits(self, items: Sequence[EncoderItem]) -> torch.Tensor:
+        width = max(len(it.input_ids) for it in items)
+        ids = torch.full((len(items), width), self._pad_id, dtype=torch.long)
+        mask = torch.zeros((len(items), width), dtype=torch.long)
+        for r, it in enumerate(items):
+            ids[r, : len(it.input_ids)] = torch.tensor(it.input_ids)
+            mask[r, : len(it.input_ids)] = 1
+        with autocast(self.device):
+            logits: torch.Tensor = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
+        return logits.float()
+
+    def loss(self, items: Sequence[EncoderItem]) -> BatchLoss:
+        logits = self._logits(items)
+        target = torch.tensor([it.target for it in items], device=self.device)
+        if self.task.multi_label:
+            per_label = F.binary_cross_entropy_with_logits(
+                logits, target.float(), pos_weight=self._weights, reduction="none"
+            )
+            loss_sum = per_label.mean(-1).sum()
+            decided = (torch.sigmoid(logits.detach()) > torch.tensor(self.thresholds, device=self.device)).long()
+            correct = int((decided == target).all(-1).sum())
+        else:
+            gold = target[:, 0]
+            loss_sum = F.cross_entropy(logits, gold, weight=self._weights, reduction="sum", ignore_index=-1)
+            correct = int((logits.detach().argmax(-1) == gold).sum())
+        return BatchLoss(loss_sum=loss_sum, n_targets=len(items), n_correct=correct)
+
+    def evaluate(self, items: Sequence[EncoderItem], classify: bool) -> Evaluation:
+        self.set_training(False)
+        loss, chunks = 0.0, []
+        with torch.inference_mode():
+            for start in range(0, len(items), 64):
+                part = items[start : start + 64]
+                loss += float(self.loss(part).loss_sum)
+                chunks.append(self._logits(part))
+        logits = torch.cat(chunks)
+        if self.task.multi_label and classify:
+            self.thresholds = tune_thresholds(torch.sigmoid(logits), [it.target for it in items])
+        accuracy, metrics = self._metrics(logits, items)
+        return Evaluation(loss=loss / max(len(items), 1), token_accuracy=accuracy, classification=metrics)
+
+    def _metrics(self, logits: torch.Tensor, items: Sequence[EncoderItem]) -> tuple[float, dict[str, float]]:
+        if self.task.multi_label:
+            decided = (torch.sigmoid(logits) > torch.tensor(self.thresholds)).tolist()
+            pred = [[lab for lab, on in zip(self.labels, row, strict=True) if on] for row in decided]
+            gold = [[lab for lab, on in zip(self.labels, it.target, strict=True) if on] for it in items]
+            multi = multilabel_metrics(gold, pred, self.labels)
+            return multi.exact_match, {
+                "exact_match": multi.exact_match,
+                "micro_f1": multi.micro_f1,
+                "macro_f1": multi.macro_f1,
+            }
+        known = [i for i, it in enumerate(items) if it.target[0] >= 0]  # answers outside the training labels
+        if not known:
+            return 0.0, {}
+        pred_idx = logits.argmax(-1).tolist()
+        single = classification_metrics(
+            [self.labels[items[i].target[0]] for i in known], [self.labels[pred_idx[i]] for i in known], self.labels
+        )
+        return single.accuracy, {
+            "accuracy": single.accuracy,
+            "macro_f1": single.macro_f1,
+            "weighted_f1": single.weighted_f1,
+        }
+
+    def save(self, folder: Path) -> None:
+        self.model.save_pretrained(folder / "model")
+        self.tokenizer.save_pretrained(folder / "tokenizer")
+
+    def load(self, folder: Path) -> None:
+        from safetensors.torch import load_file
+
+        self.model.load_state_dict(load_file(folder / "model" / "model.safetensors", device=self.device))
+
+
+def tune_thresholds(probs: torch.Tensor, targets: Sequence[tuple[int, ...]]) -> list[float]:
+    """Per label, the threshold in `THRESHOLD_GRID` with the best F1 on validation (0.5 when a label never occurs)."""
+    gold = torch.tensor(list(targets), dtype=torch.bool)
+    best: list[float] = []
+    for j in range(probs.shape[1]):
+        if not gold[:, j].any():
+            best.append(0.5)
+            continue
+        f1s = []
+        for t in THRESHOLD_GRID:
+            on = probs[:, j] > t
+            tp = float((on & gold[:, j]).sum())
+            f1s.append(2 * tp / max(float(on.sum()) + float(gold[:, j].sum()), 1e-9))
+        best.append(THRESHOLD_GRID[max(range(len(f1s)), key=lambda i: (f1s[i], -abs(THRESHOLD_GRID[i] - 0.5)))])
+    return best

@@ -1,0 +1,57 @@
+"""Hyperparameters as OpenAI accepts them: each `"auto"` or a value, validated on construction."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from localft.errors import InvalidRequestError
+
+Auto = Literal["auto"]
+
+
+@dataclass(frozen=True)
+class Hyperparameters:
+    """The three knobs of OpenAI's supervised method. `"auto"` is resolved by the engine from the data."""
+
+    n_epochs: int | Auto = "auto"
+    """Passes over the training file, 1-50; auto follows OpenAI's rule (3, more for small files)."""
+    batch_size: int | Auto = "auto"
+    """Examples per optimizer step, 1-256; gradient accumulation is used when it does not fit in memory."""
+    learning_rate_multiplier: float | Auto = "auto"
+    """Scales the model family's base learning rate; > 0."""
+
+    def __post_init__(self) -> None:
+        _check_int("n_epochs", self.n_epochs, 1, 50)
+        _check_int("batch_size", self.batch_size, 1, 256)
+        lr = self.learning_rate_multiplier
+        if lr != "auto" and (isinstance(lr, bool) or not isinstance(lr, int | float) or not lr > 0):
+            raise InvalidRequestError(
+                f"Invalid learning_rate_multiplier {lr!r}: use 'auto' or a number greater than 0.",
+                param="hyperparameters.learning_rate_multiplier",
+            )
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any] | None) -> Hyperparameters:
+        raw = dict(raw or {})
+        unknown = set(raw) - {"n_epochs", "batch_size", "learning_rate_multiplier"}
+        if unknown:
+            name = sorted(unknown)[0]
+            raise InvalidRequestError(
+                f"Unknown hyperparameter {name!r}: use n_epochs, batch_size or learning_rate_multiplier.",
+                param=f"hyperparameters.{name}",
+            )
+        return cls(**{k: v for k, v in raw.items() if v is not None})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _check_int(name: str, value: object, low: int, high: int) -> None:
+    if value == "auto":
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidRequestError(
+            f"Invalid {name} {value!r}: use 'auto' or a whole number from {low} to {high}.",
+            param=f"hyperparameters.{name}",
+        )

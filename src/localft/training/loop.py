@@ -1,0 +1,280 @@
+"""The training loop both model families share: batches, accumulation, metrics, checkpoints, cancel and resume.
+
+A family plugs in as a `Learner` (lora_causal.py, encoder_head.py): it turns a micro-batch into a summed loss and
+knows how to validate and save itself. The loop owns everything about time: the seeded data order, the optimizer and
+schedule, when to validate, when to write a checkpoint, and restoring all of it from `trainer_state.pt`, so a resumed
+run continues exactly where the uninterrupted one would be.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from localft.errors import TrainingCancelled
+from localft.training.checkpoint import CheckpointMeta, commit, partial_dir, write_meta
+from localft.training.dataset import ChatExample
+from localft.training.interfaces import CheckpointInfo, EventSink, StepMetrics
+
+STATE_FILE = "trainer_state.pt"
+VALIDATIONS_PER_RUN = 10
+"""How many times per run the per-step metrics include a validation sample (every step would double the cost)."""
+VALID_SAMPLE = 16
+"""Validation examples in that sample."""
+MAX_GRAD_NORM = 1.0
+WARMUP_FRACTION = 0.06
+
+
+@dataclass
+class BatchLoss:
+    """A micro-batch's summed loss (a tensor, with grad when training) and its target/correct counts."""
+
+    loss_sum: torch.Tensor
+    n_targets: int
+    n_correct: int
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Full validation at an epoch end."""
+
+    loss: float
+    token_accuracy: float
+    classification: dict[str, float] = field(default_factory=dict)
+
+
+class Learner(Protocol):
+    """What a model family provides to the loop."""
+
+    def make_items(self, examples: Sequence[ChatExample]) -> list[Any]:
+        """Encode examples once, before training (token ids and targets)."""
+
+    def trainable_parameters(self) -> list[torch.nn.Parameter]: ...
+
+    def targets(self, item: Any) -> int:
+        """Loss targets in one item (answer tokens; 1 for an encoder example)."""
+
+    def tokens(self, item: Any) -> int:
+        """Tokens in one item (what batching budgets and `trained_tokens` count)."""
+
+    def loss(self, items: Sequence[Any]) -> BatchLoss: ...
+
+    def evaluate(self, items: Sequence[Any], classify: bool) -> Evaluation:
+        """Loss and token accuracy over validation items (no grad); with `classify`, classification metrics too."""
+
+    def save(self, folder: Path) -> None:
+        """Write the trained weights and tokenizer into a checkpoint folder."""
+
+    def load(self, folder: Path) -> None:
+        """Load the trained weights of a checkpoint folder written by `save`."""
+
+    def set_training(self, training: bool) -> None: ...
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How long and how to train, already resolved."""
+
+    n_epochs: int
+    batch_size: int
+    learning_rate: float
+    seed: int
+    tokens_per_forward: int
+    weight_decay: float = 0.0
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
+    """The example order of one epoch: a function of (seed, epoch) only, so resuming needs no RNG of its own."""
+    order = list(range(n))
+    random.Random(f"{seed}:{epoch}").shuffle(order)
+    return order
+
+
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    return -(-n // batch_size)
+
+
+def micro_batches(items: Sequence[Any], lengths: Sequence[int], budget: int) -> list[list[Any]]:
+    """Split a batch so each part's padded size (rows x longest) stays within `budget` tokens."""
+    parts: list[list[Any]] = [[]]
+    longest = 0
+    for item, length in zip(items, lengths, strict=True):
+        if parts[-1] and (len(parts[-1]) + 1) * max(longest, length) > budget:
+            parts.append([])
+            longest = 0
+        parts[-1].append(item)
+        longest = max(longest, length)
+    return parts
+
+
+@dataclass
+class _Progress:
+    step: int = 0
+    epoch: int = 0
+    """Completed epochs."""
+    trained_tokens: int = 0
+
+
+MetaFn = Callable[[int, int, dict[str, Any]], CheckpointMeta]
+"""(step, epoch, metrics) -> the description written into a checkpoint."""
+
+
+@dataclass
+class TrainLoop:
+    """One run of the loop; `run()` returns the last checkpoint, or raises `TrainingCancelled`."""
+
+    learner: Learner
+    train_items: Sequence[Any]
+    valid_items: Sequence[Any]
+    plan: Plan
+    sink: EventSink
+    output_dir: Path
+    meta_for: MetaFn
+    max_checkpoints: int = 3
+    progress: _Progress = field(default_factory=_Progress)
+    last_metrics: StepMetrics | None = None
+
+    def __post_init__(self) -> None:
+        torch.manual_seed(self.plan.seed)
+        params = self.learner.trainable_parameters()
+        self.optimizer = torch.optim.AdamW(params, lr=self.plan.learning_rate, weight_decay=self.plan.weight_decay)
+        self.total_steps = steps_per_epoch(len(self.train_items), self.plan.batch_size) * self.plan.n_epochs
+        warmup = int(self.total_steps * WARMUP_FRACTION)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _linear_schedule(warmup, self.total_steps))
+        self.valid_every = max(1, self.total_steps // VALIDATIONS_PER_RUN)
+        sample = epoch_order(len(self.valid_items), self.plan.seed, -1)[:VALID_SAMPLE]
+        self.valid_sample = [self.valid_items[i] for i in sample]
+        self._last_step_metrics: StepMetrics | None = None
+
+    def resume(self, folder: Path) -> None:
+        """Continue from a checkpoint of this run: weights, optimizer, schedule, RNG and position."""
+        self.learner.load(folder)
+        state = torch.load(folder / STATE_FILE, weights_only=False)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        self.progress = _Progress(step=state["step"], epoch=state["epoch"], trained_tokens=state["trained_tokens"])
+
+    def run(self) -> Path | None:
+        last: Path | None = None
+        for epoch in range(self.progress.epoch, self.plan.n_epochs):
+            order = epoch_order(len(self.train_items), self.plan.seed, epoch)
+            for start in range(0, len(order), self.plan.batch_size):
+                if self.sink.should_stop():
+                    raise TrainingCancelled(f"Training stopped at step {self.progress.step} of {self.total_steps}.")
+                batch = [self.train_items[i] for i in order[start : start + self.plan.batch_size]]
+                metrics = self._step(batch, epoch)
+                if start + self.plan.batch_size < len(order):  # the epoch's last step is logged by _end_epoch
+                    self.sink.log_metrics(metrics)
+                self._last_step_metrics = metrics
+            self.progress.epoch = epoch + 1
+            last = self._end_epoch(epoch)
+        return last
+
+    def _step(self, batch: list[Any], epoch: int) -> StepMetrics:
+        self.learner.set_training(True)
+        targets = sum(self.learner.targets(item) for item in batch)
+        lengths = [self.learner.tokens(item) for item in batch]
+        loss_total, correct = 0.0, 0
+        for part in micro_batches(batch, lengths, self.plan.tokens_per_forward):
+            out = self.learner.loss(part)
+            # Normalising by the whole batch's targets makes accumulation equal to one big batch.
+            (out.loss_sum / max(targets, 1)).backward()  # type: ignore[no-untyped-call]
+            loss_total += float(out.loss_sum.detach())
+            correct += out.n_correct
+        torch.nn.utils.clip_grad_norm_(self.learner.trainable_parameters(), MAX_GRAD_NORM)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.progress.step += 1
+        self.progress.trained_tokens += sum(lengths)
+        valid: Evaluation | None = None
+        if self.valid_sample and self.progress.step % self.valid_every == 0:
+            valid = self.learner.evaluate(self.valid_sample, classify=False)
+        return StepMetrics(
+            step=self.progress.step,
+            total_steps=self.total_steps,
+            train_loss=loss_total / max(targets, 1),
+            train_mean_token_accuracy=correct / max(targets, 1),
+            valid_loss=valid.loss if valid else None,
+            valid_mean_token_accuracy=valid.token_accuracy if valid else None,
+            epoch=epoch + 1,
+            trained_tokens=self.progress.trained_tokens,
+        )
+
+    def _end_epoch(self, epoch: int) -> Path:
+        """Full validation, the epoch's metrics event, then a checkpoint."""
+        last = self._last_step_metrics
+        assert last is not None  # an epoch has at least one step
+        if self.valid_items:
+            full = self.learner.evaluate(self.valid_items, classify=True)
+            sample = self.learner.evaluate(self.valid_sample, classify=False)
+            last = replace(
+                last,
+                valid_loss=sample.loss,
+                valid_mean_token_accuracy=sample.token_accuracy,
+                full_valid_loss=full.loss,
+                full_valid_mean_token_accuracy=full.token_accuracy,
+                classification=full.classification,
+            )
+        self.sink.log_metrics(last)
+        self.last_metrics = last
+        return self._checkpoint(last)
+
+    def _checkpoint(self, metrics: StepMetrics) -> Path:
+        step = self.progress.step
+        final = self.output_dir / f"step-{step:06d}"
+        folder = partial_dir(final)
+        self.learner.save(folder)
+        state = {
+            "step": step,
+            "epoch": self.progress.epoch,
+            "trained_tokens": self.progress.trained_tokens,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+        }
+        torch.save(state, folder / STATE_FILE)
+        write_meta(folder, self.meta_for(step, self.progress.epoch, metrics.as_event_data()))
+        commit(folder, final)
+        self._prune()
+        self.sink.on_checkpoint(CheckpointInfo(step=step, epoch=self.progress.epoch, path=final, metrics=metrics))
+        return final
+
+    def _prune(self) -> None:
+        """Keep only the newest `max_checkpoints` checkpoints of this run."""
+        folders = sorted(p for p in self.output_dir.glob("step-*") if p.is_dir() and not p.name.endswith(".partial"))
+        for old in folders[: -self.max_checkpoints]:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _linear_schedule(warmup: int, total: int) -> Callable[[int], float]:
+    """Linear warm-up then linear decay to zero (the schedule OpenAI's fine-tuning reports)."""
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    return factor
+
+
+def bf16_available(device: str) -> bool:
+    """bf16 autocast pays off on GPUs that support it and on CPUs with native bf16 (AVX512-BF16 or AMX)."""
+    if device.startswith("cuda"):
+        return bool(torch.cuda.is_bf16_supported())
+    cpuinfo = Path("/proc/cpuinfo")
+    flags = cpuinfo.read_text() if cpuinfo.is_file() else ""
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def autocast(device: str) -> torch.autocast:
+    """Mixed precision for forward passes: weights and optimizer state stay fp32, matmuls run in bf16."""
+    device_type = "cuda" if device.startswith("cuda") else "cpu"
+    return torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16_available(device))

@@ -1,0 +1,200 @@
+"""LoRA fine-tuning of a causal LM (peft), with the loss on assistant tokens only.
+
+Speed on CPU comes from two things (measured in shared/reference/models.md and BENCHMARKS.md): bf16 autocast, and
+computing logits only where the loss needs them. The LM head projects onto the whole vocabulary (49k tokens for
+SmolLM2, 262k for Gemma 3), so running it over every position of a prompt whose tokens carry no loss costs more than
+the transformer layers; the decoder body runs on the full sequence and the head only on the answer positions.
+
+Classifier validation scores every label the way inference does: the summed log-probability of the label's tokens
+(assistant prefix, label, end of turn) after the prompt, with the prompt's KV cache shared by all candidates.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from localft.eval.metrics import classification_metrics, multilabel_metrics
+from localft.training.auto import LORA_ALPHA, LORA_RANK
+from localft.training.dataset import IGNORE, ChatEncoder, ChatExample, Encoded
+from localft.training.loop import BatchLoss, Evaluation, autocast, bf16_available
+from localft.training.task import TaskInfo
+
+ATTENTION_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj")
+CANDIDATES_PER_PASS = 32
+"""Candidate answers scored per forward (bounds the rows x tokens x vocabulary logits tensor)."""
+
+
+@dataclass(frozen=True)
+class CausalItem:
+    """One encoded conversation, with what classification scoring needs."""
+
+    encoded: Encoded
+    context: list[dict[str, Any]]
+    answer: str
+
+
+class CausalLearner:
+    """A causal LM wrapped with a LoRA adapter; implements `loop.Learner`."""
+
+    def __init__(self, model_dir: Path, tokenizer: Any, encoder: ChatEncoder, task: TaskInfo, device: str) -> None:
+        from peft import LoraConfig, get_peft_model
+        from transformers import AutoModelForCausalLM
+
+        self.tokenizer = tokenizer
+        self.encoder = encoder
+        self.task = task
+        self.device = device
+        base = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+        base.config.use_cache = False
+        names = {name.rsplit(".", 1)[-1] for name, _ in base.named_modules()}
+        targets: Any = list(ATTENTION_PROJECTIONS) if set(ATTENTION_PROJECTIONS) <= names else "all-linear"
+        config = LoraConfig(r=LORA_RANK, lora_alpha=LORA_ALPHA, lora_dropout=0.0, target_modules=targets)
+        self.model: Any = get_peft_model(base, config).to(device)
+        if bf16_available(device):
+            # Frozen weights held in bf16, as inference holds them: peak memory for SmolLM2 fell from 2.2 to 1.7 GB
+            # (bench_training); speed was unchanged in an A/B here. The trained adapter stays fp32.
+            for param in self.model.parameters():
+                if not param.requires_grad:
+                    param.data = param.data.to(torch.bfloat16)
+        causal: Any = self.model.get_base_model()
+        self._body = getattr(causal, causal.base_model_prefix)
+        self._head = causal.get_output_embeddings()
+        self._softcap = getattr(causal.config, "final_logit_softcapping", None)
+        self._pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.candidates = self._candidate_answers()
+
+    def _candidate_answers(self) -> list[str]:
+        if self.task.task != "classification":
+            return []
+        if self.task.multi_label:
+            return []  # set by `use_observed_answers`: label sets seen in training
+        return [self.task.assistant_prefix + label for label in self.task.labels]
+
+    def use_observed_answers(self, answers: Sequence[str]) -> None:
+        """Multi-label candidates: the distinct label-set answers of the training data (each a valid set)."""
+        self.candidates = sorted(set(answers))
+
+    def make_items(self, examples: Sequence[ChatExample]) -> list[CausalItem]:
+        return [CausalItem(self.encoder.encode(ex.messages), ex.context, ex.answer) for ex in examples]
+
+    # --- loop.Learner ------------------------------------------------------------------------------------------
+
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    def targets(self, item: CausalItem) -> int:
+        return item.encoded.n_targets
+
+    def tokens(self, item: CausalItem) -> int:
+        return len(item.encoded)
+
+    def set_training(self, training: bool) -> None:
+        self.model.train(training)
+
+    def loss(self, items: Sequence[CausalItem]) -> BatchLoss:
+        width = max(len(it.encoded) for it in items)
+        ids = torch.full((len(items), width), self._pad_id, dtype=torch.long)
+        mask = torch.zeros((len(items), width), dtype=torch.long)
+        rows, cols, gold = [], [], []
+        for r, it in enumerate(items):
+            n = len(it.encoded)
+            ids[r, :n] = torch.tensor(it.encoded.input_ids)
+            mask[r, :n] = 1
+            for t in range(1, n):  # the hidden state at t-1 predicts token t
+                if it.encoded.labels[t] != IGNORE:
+                    rows.append(r)
+                    cols.append(t - 1)
+                    gold.append(it.encoded.labels[t])
+        target = torch.tensor(gold, device=self.device)
+        with autocast(self.device):
+            hidden = self._body(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).last_hidden_state
+            logits = self._head(hidden[torch.tensor(rows), torch.tensor(cols)]).float()
+        if self._softcap:
+            logits = torch.tanh(logits / self._softcap) * self._softcap
+        loss_sum = F.cross_entropy(logits, target, reduction="sum")
+        correct = int((logits.detach().argmax(-1) == target).sum())
+        return BatchLoss(loss_sum=loss_sum, n_targets=len(gold), n_correct=correct)
+
+    def evaluate(self, items: Sequence[CausalItem], classify: bool) -> Evaluation:
+        self.set_training(False)
+        loss, targets, correct = 0.0, 0, 0
+        with torch.inference_mode():
+            for start in range(0, len(items), 8):
+                out = self.loss(items[start : start + 8])
+                loss += float(out.loss_sum)
+                targets += out.n_targets
+                correct += out.n_correct
+        metrics = self._classification(items) if classify and self.candidates else {}
+        return Evaluation(loss=loss / max(targets, 1), token_accuracy=correct / max(targets, 1), classification=metrics)
+
+    def save(self, folder: Path) -> None:
+        self.model.save_pretrained(folder / "adapter")
+        self.tokenizer.save_pretrained(folder / "tokenizer")
+
+    def load(self, folder: Path) -> None:
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        set_peft_model_state_dict(self.model, load_file(folder / "adapter" / "adapter_model.safetensors"))
+
+    # --- classification ----------------------------------------------------------------------------------------
+
+    def predict(self, context: list[dict[str, Any]]) -> str:
+        """The candidate answer with the highest summed log-probability after the prompt."""
+        prompt, answers = self.encoder.prompt_and_answers(context, self.candidates)
+        scores = self.score(prompt, answers)
+        return self.candidates[max(range(len(scores)), key=scores.__getitem__)]
+
+    def _classification(self, items: Sequence[CausalItem]) -> dict[str, float]:
+        if not self.task.multi_label:  # a validation answer outside the training labels cannot be scored
+            items = [it for it in items if self.task.label_of(it.answer).strip() in self.task.labels]
+        if not items:
+            return {}
+        predicted = [self.predict(it.context) for it in items]
+        if self.task.multi_label:
+            multi = multilabel_metrics(
+                [self.task.label_set(it.answer) for it in items],
+                [self.task.label_set(p) for p in predicted],
+                self.task.labels,
+            )
+            return {"exact_match": multi.exact_match, "micro_f1": multi.micro_f1, "macro_f1": multi.macro_f1}
+        single = classification_metrics(
+            [self.task.label_of(it.answer).strip() for it in items],
+            [self.task.label_of(p).strip() for p in predicted],
+            self.task.labels,
+        )
+        return {"accuracy": single.accuracy, "macro_f1": single.macro_f1, "weighted_f1": single.weighted_f1}
+
+    @torch.inference_mode()
+    def score(self, prompt: list[int], answers: list[list[int]]) -> list[float]:
+        """Summed log-probability of each answer's tokens after `prompt` (one prompt pass, shared KV cache)."""
+        self.set_training(False)
+        with autocast(self.device):
+            out = self.model(input_ids=torch.tensor([prompt], device=self.device), use_cache=True)
+        first = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
+        scores: list[float] = []
+        for start in range(0, len(answers), CANDIDATES_PER_PASS):
+            chunk = answers[start : start + CANDIDATES_PER_PASS]
+            total = first[torch.tensor([a[0] for a in chunk], device=self.device)]
+            longest = max(len(a) for a in chunk)
+            if longest > 1:
+                cache = copy.deepcopy(out.past_key_values)
+                cache.batch_repeat_interleave(len(chunk))
+                # Padding sits after each answer's real tokens; causal attention keeps it from touching them.
+                ids = torch.tensor([a[:-1] + [self._pad_id] * (longest - len(a)) for a in chunk], device=self.device)
+                mask = torch.ones((len(chunk), len(prompt) + longest - 1), dtype=torch.long, device=self.device)
+                with autocast(self.device):
+                    logits = self.model(input_ids=ids, past_key_values=cache, attention_mask=mask).logits
+                logp = torch.log_softmax(logits.float(), dim=-1)
+                nxt = torch.tensor([a[1:] + [self._pad_id] * (longest - len(a)) for a in chunk], device=self.device)
+                valid = torch.tensor([[j < len(a) - 1 for j in range(longest - 1)] for a in chunk], device=self.device)
+                total = total + (logp.gather(-1, nxt.unsqueeze(-1)).squeeze(-1) * valid).sum(-1)
+            scores.extend(float(s) for s in total)
+        return scores

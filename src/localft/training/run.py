@@ -1,0 +1,190 @@
+"""`run_training`: one fine-tuning run from a `TrainSpec`, reporting through an `EventSink`.
+
+Resolves the base model, reads the data, detects the task, picks the family's learner (LoRA on causal LMs, a
+classification head on encoders), and hands everything to the shared loop. Nothing here knows about HTTP or the job
+store; the worker, the CLI and tests each bring their own sink.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from localft.base_models import get_spec, local_model_dir, resolve_alias, resolve_device
+from localft.errors import DataValidationError, ModelError
+from localft.inference.prompt import TemplateKind, template_kind
+from localft.settings import Settings
+from localft.training.auto import TOKENS_PER_FORWARD, Family, Resolved, resolve
+from localft.training.checkpoint import CheckpointMeta, read_checkpoint
+from localft.training.dataset import ChatEncoder, ChatExample, read_examples
+from localft.training.interfaces import EventSink, TrainResult, TrainSpec
+from localft.training.loop import Learner, Plan, TrainLoop, bf16_available
+from localft.training.task import TaskInfo, detect_task
+
+MAX_FULL_VALIDATION = 500
+"""Validation examples scored at each epoch end (a sample of bigger files: scoring labels costs a forward each)."""
+
+
+def run_training(spec: TrainSpec, sink: EventSink) -> TrainResult:
+    """Fine-tune `spec.base_model` on `spec.training_file`; checkpoints go to `spec.output_dir/step-N/`."""
+    device = resolve_device(spec.device)
+    cache_dir = spec.cache_dir or Settings.from_env().cache_dir
+    resolved_name = resolve_alias(spec.base_model)
+    if resolved_name != spec.base_model:
+        sink.log(f"Base model {spec.base_model} resolves to {resolved_name}")
+    model_dir = local_model_dir(spec.base_model, cache_dir)
+    family = model_family(resolved_name, model_dir)
+
+    train = read_examples(spec.training_file)
+    valid = read_examples(spec.validation_file) if spec.validation_file else []
+    task = detect_task([ex.answer for ex in train], spec.task)
+    hp = resolve(spec.hyperparameters, family, len(train), spec.max_length)
+    _check_task(task, family, spec)
+    sink.log(_describe(task, len(train), len(valid)))
+
+    torch.manual_seed(spec.seed)
+    random.seed(spec.seed)
+    tokenizer = _load_tokenizer(model_dir)
+    learner, template = _build(family, model_dir, tokenizer, task, hp, device, spec, train)
+    train_items = learner.make_items(train)
+    valid_items = learner.make_items(_sample(valid, spec.seed))
+    if family == "encoder":
+        learner.fit_class_weights(train_items)  # type: ignore[attr-defined]
+    precision = "bf16 autocast" if bf16_available(device) else "fp32"
+    sink.log(
+        f"Training {resolved_name} ({family}, {precision} on {device}): {hp.n_epochs} epochs, batch size "
+        f"{hp.batch_size}, learning rate {hp.learning_rate:g} (multiplier {hp.learning_rate_multiplier:g}), "
+        f"max length {hp.max_length} tokens"
+    )
+
+    def meta_for(step: int, epoch: int, metrics: dict[str, Any]) -> CheckpointMeta:
+        return CheckpointMeta(
+            base_model=resolved_name,
+            family=family,
+            task=task.task,
+            step=step,
+            epoch=epoch,
+            labels=list(task.labels),
+            multi_label=task.multi_label,
+            label_separator=task.label_separator,
+            none_label=task.none_label,
+            assistant_prefix=task.assistant_prefix,
+            thresholds=list(getattr(learner, "thresholds", [])),
+            max_length=hp.max_length,
+            hyperparameters={**hp.to_dict(), "seed": spec.seed},
+            metrics=metrics,
+            chat_template=template,
+        )
+
+    plan = Plan(
+        n_epochs=hp.n_epochs,
+        batch_size=hp.batch_size,
+        learning_rate=hp.learning_rate,
+        seed=spec.seed,
+        tokens_per_forward=TOKENS_PER_FORWARD[family],
+        weight_decay=0.01 if family == "encoder" else 0.0,
+    )
+    loop = TrainLoop(learner, train_items, valid_items, plan, sink, spec.output_dir, meta_for, spec.max_checkpoints)
+    if spec.resume_from is not None:
+        _check_resume(spec.resume_from, resolved_name)
+        loop.resume(spec.resume_from)
+        if task.multi_label and family == "encoder":
+            learner.thresholds = list(read_checkpoint(spec.resume_from).thresholds)  # type: ignore[attr-defined]
+        sink.log(f"Resumed from {spec.resume_from.name} (step {loop.progress.step} of {loop.total_steps})")
+    final = loop.run() or spec.resume_from
+    assert final is not None  # a run with at least one epoch always writes a checkpoint
+    sink.log(f"Training finished: {loop.progress.step} steps, {loop.progress.trained_tokens} tokens")
+    return TrainResult(
+        final_checkpoint=final,
+        trained_tokens=loop.progress.trained_tokens,
+        steps=loop.progress.step,
+        hyperparameters={**hp.to_dict(), "seed": spec.seed},
+        metrics=loop.last_metrics,
+    )
+
+
+def model_family(name: str, model_dir: Path) -> Family:
+    """A built-in model's family from the catalog; a folder's from its config (`*ForCausalLM` or an encoder)."""
+    builtin = get_spec(name)
+    if builtin is not None:
+        return builtin.family
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(model_dir)
+    architectures = list(getattr(config, "architectures", None) or [])
+    if any(a.endswith(("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")) for a in architectures):
+        return "causal_lm"
+    if getattr(config, "is_decoder", False) or getattr(config, "model_type", "") in _DECODER_TYPES:
+        return "causal_lm"
+    return "encoder"
+
+
+_DECODER_TYPES = frozenset({"llama", "gemma", "gemma2", "gemma3_text", "qwen2", "mistral", "phi3", "gpt2", "smollm3"})
+
+
+def _load_tokenizer(model_dir: Path) -> Any:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    if not tokenizer.is_fast:
+        raise ModelError(f"{model_dir} has no fast tokenizer (tokenizer.json); localft needs one to train.")
+    return tokenizer
+
+
+def _build(
+    family: Family,
+    model_dir: Path,
+    tokenizer: Any,
+    task: TaskInfo,
+    hp: Resolved,
+    device: str,
+    spec: TrainSpec,
+    train: list[ChatExample],
+) -> tuple[Learner, TemplateKind]:
+    if family == "causal_lm":
+        from localft.training.lora_causal import CausalLearner
+
+        kind = template_kind(tokenizer)
+        causal = CausalLearner(model_dir, tokenizer, ChatEncoder(tokenizer, kind, hp.max_length), task, device)
+        if task.multi_label:
+            causal.use_observed_answers([ex.answer for ex in train])
+        return causal, kind
+    from localft.training.encoder_head import EncoderLearner
+
+    return EncoderLearner(model_dir, tokenizer, task, device, hp.max_length, spec.class_weights), "model"
+
+
+def _check_task(task: TaskInfo, family: Family, spec: TrainSpec) -> None:
+    if family == "encoder" and task.task != "classification":
+        raise DataValidationError(
+            f"{spec.base_model} is an encoder and can only learn classification, but the answers in "
+            f"{spec.training_file.name} look like free text (too many distinct or long answers). Use an LLM "
+            "base model such as smollm2-135m-instruct, or make each answer one label from a small set.",
+            param="training_file",
+            code="invalid_training_file",
+        )
+
+
+def _check_resume(folder: Path, base_model: str) -> None:
+    meta = read_checkpoint(folder)
+    if meta.base_model != base_model:
+        raise ModelError(f"Checkpoint {folder} was trained from {meta.base_model}, not {base_model}.")
+
+
+def _sample(examples: list[ChatExample], seed: int) -> list[ChatExample]:
+    if len(examples) <= MAX_FULL_VALIDATION:
+        return examples
+    return random.Random(seed).sample(examples, MAX_FULL_VALIDATION)
+
+
+def _describe(task: TaskInfo, n_train: int, n_valid: int) -> str:
+    data = f"{n_train} training examples" + (f", {n_valid} validation examples" if n_valid else "")
+    if task.task == "generation":
+        return f"{data}; answers are free text, training a generative model"
+    kind = "multi-label " if task.multi_label else ""
+    shown = ", ".join(task.labels[:10]) + (", ..." if len(task.labels) > 10 else "")
+    prefix = f" after the prefix {task.assistant_prefix!r}" if task.assistant_prefix else ""
+    return f"{data}; {kind}classification into {len(task.labels)} labels{prefix}: {shown}"

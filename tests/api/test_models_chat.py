@@ -1,0 +1,74 @@
+"""`/v1/models` and `/v1/chat/completions` through the openai SDK, with a tiny local model as the base."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import openai
+import pytest
+
+
+def test_models_list_and_retrieve(client: openai.OpenAI, tiny_causal_lm: Path) -> None:
+    ids = [m.id for m in client.models.list()]
+    assert "smollm2-135m-instruct" in ids and "minilm-l6" in ids
+    model = client.models.retrieve("smollm2-135m-instruct")
+    assert (model.id, model.object, model.owned_by) == ("smollm2-135m-instruct", "model", "localft")
+    assert client.models.retrieve("gpt-4o-mini").id == "gpt-4o-mini"  # aliases resolve
+    assert client.models.retrieve(str(tiny_causal_lm)).id == str(tiny_causal_lm)  # so do local folders
+    with pytest.raises(openai.NotFoundError) as missing:
+        client.models.retrieve("ft:smollm2-135m-instruct:localft::nothere1")
+    assert missing.value.code == "model_not_found"
+
+
+def test_base_models_cannot_be_deleted(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.models.delete("smollm2-135m-instruct")
+    assert refused.value.code == "model_not_deletable"
+    assert "base model and cannot be deleted" in refused.value.message
+    with pytest.raises(openai.NotFoundError):
+        client.models.delete("ft:smollm2-135m-instruct:localft::nothere1")
+
+
+def test_chat_with_a_local_base_model(client: openai.OpenAI, tiny_causal_lm: Path) -> None:
+    completion = client.chat.completions.create(
+        model=str(tiny_causal_lm),
+        messages=[{"role": "user", "content": "classify the sentiment of this tweet"}],
+        max_tokens=3,
+        temperature=0,
+        logprobs=True,
+        top_logprobs=2,
+        seed=1,
+    )
+    assert completion.object == "chat.completion" and completion.id.startswith("chatcmpl-")
+    assert completion.model == str(tiny_causal_lm)
+    assert completion.system_fingerprint
+    [choice] = completion.choices
+    assert choice.index == 0 and choice.message.role == "assistant" and isinstance(choice.message.content, str)
+    assert choice.finish_reason in ("stop", "length")
+    usage = completion.usage
+    assert usage is not None and usage.prompt_tokens > 0 and 0 < usage.completion_tokens <= 3
+    assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
+    assert choice.logprobs is not None and choice.logprobs.content
+    assert len(choice.logprobs.content) == usage.completion_tokens
+    assert all(len(t.top_logprobs) == 2 and t.logprob <= 0 for t in choice.logprobs.content)
+    again = client.chat.completions.create(
+        model=str(tiny_causal_lm),
+        messages=[{"role": "user", "content": "classify the sentiment of this tweet"}],
+        max_tokens=3,
+        temperature=0,
+    )
+    assert again.choices[0].message.content == choice.message.content  # greedy is deterministic
+
+
+def test_chat_errors(client: openai.OpenAI, tiny_causal_lm: Path) -> None:
+    with pytest.raises(openai.NotFoundError) as missing:
+        client.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "hi"}])
+    assert missing.value.code == "model_not_found" and missing.value.param == "model"
+    with pytest.raises(openai.BadRequestError) as bad:
+        client.chat.completions.create(model=str(tiny_causal_lm), messages=[], max_tokens=1)
+    assert bad.value.param == "messages"
+    with pytest.raises(openai.BadRequestError) as hot:
+        client.chat.completions.create(
+            model=str(tiny_causal_lm), messages=[{"role": "user", "content": "hi"}], temperature=3
+        )
+    assert hot.value.param == "temperature"

@@ -1,0 +1,77 @@
+"""Label scoring with a shared prompt KV cache equals the brute-force sum of token log-probabilities."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from localft.inference import scoring
+from localft.inference.prompt import render_prompt, shared_prefix_text
+from localft.inference.scoring import build_row, prefix_cache, score_rows
+
+torch.set_num_threads(1)  # tiny models: a second thread only adds synchronisation on a busy machine
+
+
+def brute_force(model: torch.nn.Module, prompt_ids: list[int], candidate: list[int]) -> float:
+    ids = torch.tensor([prompt_ids + candidate])
+    with torch.no_grad():
+        logprobs = torch.log_softmax(model(ids).logits[0].float(), dim=-1)
+    start = len(prompt_ids)
+    return float(sum(logprobs[start - 1 + j, tok] for j, tok in enumerate(candidate)))
+
+
+def test_cached_scoring_matches_full_forward_passes(tiny_causal_lm: Path) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(tiny_causal_lm)
+    model = AutoModelForCausalLM.from_pretrained(tiny_causal_lm).eval()
+    prompts = [
+        render_prompt(tokenizer, [{"role": "user", "content": text}], "model")
+        for text in ("the flight was great thanks", "bag lost")
+    ]
+    answers = ["positive<|im_end|>", "negative<|im_end|>", "a neutral question<|im_end|>"]
+    rows = [build_row(tokenizer, p, answers) for p in prompts]
+    batched = score_rows(model, rows, tokenizer.pad_token_id, "cpu")
+    for row, scores in zip(rows, batched, strict=True):
+        expected = [brute_force(model, row.prompt_ids, cand) for cand in row.candidates]
+        assert scores == pytest.approx(expected, abs=1e-4)
+        assert score_rows(model, [row], tokenizer.pad_token_id, "cpu")[0] == pytest.approx(expected, abs=1e-4)
+
+
+def test_many_candidates_are_scored_in_chunks(tiny_causal_lm: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(tiny_causal_lm)
+    model = AutoModelForCausalLM.from_pretrained(tiny_causal_lm).eval()
+    prompt = render_prompt(tokenizer, [{"role": "user", "content": "my bag"}], "model")
+    answers = [f"label {i}<|im_end|>" for i in range(7)]
+    row = build_row(tokenizer, prompt, answers)
+    whole = score_rows(model, [row], tokenizer.pad_token_id, "cpu")[0]
+    monkeypatch.setattr(scoring, "MAX_CANDIDATE_ROWS", 3)
+    assert score_rows(model, [row], tokenizer.pad_token_id, "cpu")[0] == pytest.approx(whole, abs=1e-5)
+
+
+def test_build_row_shares_only_common_tokens(tiny_causal_lm: Path) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(tiny_causal_lm)
+    prompt = render_prompt(tokenizer, [{"role": "user", "content": "x"}], "model")
+    row = build_row(tokenizer, prompt, ["positive", "positive negative"])
+    full = tokenizer(prompt.text + "positive negative", add_special_tokens=False)["input_ids"]
+    assert row.prompt_ids + row.candidates[1] == full
+    assert all(row.candidates)
+
+
+def test_cached_shared_prefix_gives_the_same_scores(tiny_causal_lm: Path) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(tiny_causal_lm)
+    model = AutoModelForCausalLM.from_pretrained(tiny_causal_lm).eval()
+    system = {"role": "system", "content": "classify the sentiment of this tweet"}
+    conversations = [[system, {"role": "user", "content": t}] for t in ("the flight was great", "my bag was lost")]
+    answers = ["positive<|im_end|>", "negative<|im_end|>"]
+    rows = []
+    for messages in conversations:
+        prompt = render_prompt(tokenizer, messages, "model")
+        rows.append(build_row(tokenizer, prompt, answers, shared_prefix_text(tokenizer, messages, "model")))
+    assert rows[0].shared_prefix > 0 and rows[0].shared_prefix == rows[1].shared_prefix
+    skip = rows[0].shared_prefix
+    cache = prefix_cache(model, rows[0].prompt_ids[:skip], "cpu")
+    with_prefix = score_rows(model, rows, tokenizer.pad_token_id, "cpu", (skip, cache))
+    again = score_rows(model, rows, tokenizer.pad_token_id, "cpu", (skip, cache))  # the cache is not consumed
+    for row, scores, repeat in zip(rows, with_prefix, again, strict=True):
+        expected = [brute_force(model, row.prompt_ids, cand) for cand in row.candidates]
+        assert scores == pytest.approx(expected, abs=1e-4) and repeat == pytest.approx(expected, abs=1e-4)

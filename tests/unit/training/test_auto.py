@@ -1,0 +1,35 @@
+"""`"auto"` hyperparameters and the loop's batching arithmetic."""
+
+from __future__ import annotations
+
+from localft.training.auto import BASE_LEARNING_RATE, resolve
+from localft.training.hparams import Hyperparameters
+from localft.training.loop import epoch_order, micro_batches, steps_per_epoch
+
+
+def test_auto_follows_openai_epochs_and_family_defaults() -> None:
+    hp = resolve(Hyperparameters(), "causal_lm", n_examples=1000)
+    assert (hp.n_epochs, hp.batch_size, hp.learning_rate_multiplier) == (3, 8, 1.0)
+    assert hp.learning_rate == BASE_LEARNING_RATE["causal_lm"] and hp.max_length == 512
+    assert resolve(Hyperparameters(), "causal_lm", n_examples=20).n_epochs == 5  # small files get more epochs
+    assert resolve(Hyperparameters(), "causal_lm", n_examples=20).batch_size == 2  # ~10 steps per epoch
+    assert resolve(Hyperparameters(), "encoder", n_examples=1000).batch_size == 16
+
+
+def test_explicit_values_win_and_scale_the_base_rate() -> None:
+    hp = resolve(Hyperparameters(n_epochs=1, batch_size=32, learning_rate_multiplier=0.5), "encoder", 1000, 128)
+    assert (hp.n_epochs, hp.batch_size, hp.max_length) == (1, 32, 128)
+    assert hp.learning_rate == BASE_LEARNING_RATE["encoder"] * 0.5
+    assert resolve(Hyperparameters(batch_size=64), "encoder", 10).batch_size == 10  # never more than the data
+
+
+def test_micro_batches_respect_the_token_budget() -> None:
+    parts = micro_batches(list("abcdef"), [10, 10, 30, 10, 10, 10], budget=60)
+    assert parts == [["a", "b"], ["c", "d"], ["e", "f"]]
+    assert micro_batches(["x"], [500], budget=60) == [["x"]]  # one long item still trains
+
+
+def test_epoch_order_depends_only_on_seed_and_epoch() -> None:
+    assert epoch_order(50, 1, 0) == epoch_order(50, 1, 0)
+    assert epoch_order(50, 1, 0) != epoch_order(50, 1, 1) and sorted(epoch_order(50, 2, 3)) == list(range(50))
+    assert steps_per_epoch(36, 8) == 5

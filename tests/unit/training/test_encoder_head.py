@@ -1,0 +1,77 @@
+"""Encoder + classification head on the tiny BERT: single-label, multi-label with thresholds, class weights."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from localft.training import Hyperparameters, TrainSpec, run_training
+from localft.training.checkpoint import read_checkpoint
+from localft.training.encoder_head import tune_thresholds
+
+from .conftest import ListSink, chat, sentiment_records, write_jsonl
+
+torch.set_num_threads(1)  # tiny models: a second thread only adds sync overhead on a busy machine
+
+
+def encoder_spec(model: Path, train: Path, valid: Path | None, out: Path, **kw: object) -> TrainSpec:
+    hp = Hyperparameters(n_epochs=6, batch_size=2, learning_rate_multiplier=30.0)
+    return TrainSpec(
+        base_model=str(model), training_file=train, validation_file=valid, output_dir=out, hyperparameters=hp, **kw
+    )  # type: ignore[arg-type]
+
+
+def test_single_label_encoder_learns_and_saves_a_classifier(tiny_encoder: Path, tmp_path: Path) -> None:
+    from transformers import AutoModelForSequenceClassification
+
+    train = write_jsonl(tmp_path / "t.jsonl", sentiment_records(4, prefix="Sentiment: "))
+    valid = write_jsonl(tmp_path / "v.jsonl", sentiment_records(1, prefix="Sentiment: "))
+    sink = ListSink()
+    result = run_training(encoder_spec(tiny_encoder, train, valid, tmp_path / "out", class_weights=True), sink)
+
+    meta = read_checkpoint(result.final_checkpoint)
+    assert (meta.family, meta.task, meta.multi_label) == ("encoder", "classification", False)
+    assert meta.labels == ["negative", "neutral", "positive"] and meta.assistant_prefix == "Sentiment: "
+    assert sink.metrics[-1].train_loss < sink.metrics[0].train_loss
+    assert sink.metrics[-1].classification["accuracy"] > 0.5
+    model = AutoModelForSequenceClassification.from_pretrained(result.final_checkpoint / "model")
+    assert model.config.id2label == {0: "negative", 1: "neutral", 2: "positive"}
+
+
+def test_multi_label_encoder_records_thresholds(tiny_encoder: Path, tmp_path: Path) -> None:
+    rows = [
+        ("my bag was lost again", "lost,bag"),
+        ("the flight was great thanks", "none"),
+        ("lost my bag", "lost,bag"),
+        ("a question about the gate", "gate"),
+        ("the bag at the gate", "bag,gate"),
+        ("great flight", "none"),
+    ] * 4
+    train = write_jsonl(tmp_path / "t.jsonl", [chat(t, a) for t, a in rows])
+    valid = write_jsonl(tmp_path / "v.jsonl", [chat(t, a) for t, a in rows[:6]])
+    result = run_training(encoder_spec(tiny_encoder, train, valid, tmp_path / "out"), ListSink())
+
+    meta = read_checkpoint(result.final_checkpoint)
+    assert meta.multi_label and meta.none_label == "none" and meta.label_separator == ","
+    assert meta.labels == ["bag", "gate", "lost"]
+    assert len(meta.thresholds) == 3 and all(0 < t < 1 for t in meta.thresholds)
+    saved = json.loads((result.final_checkpoint / "localft_checkpoint.json").read_text())
+    assert "full_valid_exact_match" in saved["metrics"]
+
+
+def test_thresholds_maximise_f1_per_label() -> None:
+    probs = torch.tensor([[0.9, 0.2], [0.3, 0.25], [0.2, 0.1], [0.8, 0.3]])
+    gold = [(1, 0), (1, 1), (0, 0), (1, 1)]
+    low, high = tune_thresholds(probs, gold)
+    assert 0.2 <= low < 0.3  # catches the 0.3 positive, not the 0.2 negative
+    assert 0.1 <= high < 0.25
+
+
+def test_encoder_trains_without_a_validation_file(tiny_encoder: Path, tmp_path: Path) -> None:
+    train = write_jsonl(tmp_path / "t.jsonl", sentiment_records(2))
+    sink = ListSink()
+    result = run_training(encoder_spec(tiny_encoder, train, None, tmp_path / "out"), sink)
+    assert read_checkpoint(result.final_checkpoint).labels == ["negative", "neutral", "positive"]
+    assert all(m.full_valid_loss is None and m.valid_loss is None for m in sink.metrics)

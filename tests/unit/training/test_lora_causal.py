@@ -1,0 +1,80 @@
+"""LoRA training of the tiny causal LM end to end: metrics, checkpoints, classification, seed and resume."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from localft.errors import TrainingCancelled
+from localft.training import Hyperparameters, TrainSpec, run_training
+from localft.training.checkpoint import read_checkpoint
+
+from .conftest import ListSink
+
+torch.set_num_threads(1)  # tiny models: a second thread only adds sync overhead on a busy machine
+
+
+def spec(model: Path, train: Path, valid: Path | None, out: Path, **kw: object) -> TrainSpec:
+    hp = Hyperparameters(n_epochs=2, batch_size=4, learning_rate_multiplier=20.0)
+    return TrainSpec(
+        base_model=str(model), training_file=train, validation_file=valid, output_dir=out, hyperparameters=hp, **kw
+    )  # type: ignore[arg-type]
+
+
+def adapter(folder: Path) -> dict[str, torch.Tensor]:
+    return load_file(folder / "adapter" / "adapter_model.safetensors")
+
+
+def test_trains_classifier_and_writes_self_describing_checkpoints(
+    tiny_causal_lm: Path, sentiment_files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    train, valid = sentiment_files
+    sink = ListSink()
+    result = run_training(spec(tiny_causal_lm, train, valid, tmp_path / "out"), sink)
+
+    assert result.steps == 2 * 9  # 36 examples / batch 4, two epochs
+    assert [c.step for c in sink.checkpoints] == [9, 18]
+    assert [m.step for m in sink.metrics] == list(range(1, 19))
+    first, last = sink.metrics[0], sink.metrics[-1]
+    assert last.train_loss < first.train_loss
+    assert last.full_valid_loss is not None and set(last.classification) >= {"accuracy", "macro_f1"}
+    meta = read_checkpoint(result.final_checkpoint)
+    assert (meta.family, meta.task, meta.step, meta.epoch) == ("causal_lm", "classification", 18, 2)
+    assert meta.labels == ["negative", "neutral", "positive"]
+    assert meta.hyperparameters["batch_size"] == 4 and meta.hyperparameters["n_epochs"] == 2
+    assert (result.final_checkpoint / "adapter" / "adapter_config.json").is_file()
+    assert (result.final_checkpoint / "tokenizer" / "tokenizer.json").is_file()
+    assert any("classification into 3 labels" in m for m in sink.messages)
+
+
+def test_same_seed_same_weights(tiny_causal_lm: Path, sentiment_files: tuple[Path, Path], tmp_path: Path) -> None:
+    train, _ = sentiment_files
+    a = run_training(spec(tiny_causal_lm, train, None, tmp_path / "a", seed=7), ListSink())
+    b = run_training(spec(tiny_causal_lm, train, None, tmp_path / "b", seed=7), ListSink())
+    c = run_training(spec(tiny_causal_lm, train, None, tmp_path / "c", seed=8), ListSink())
+    wa, wb, wc = adapter(a.final_checkpoint), adapter(b.final_checkpoint), adapter(c.final_checkpoint)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert not all(torch.equal(wa[k], wc[k]) for k in wa)
+
+
+def test_resume_matches_uninterrupted_run(
+    tiny_causal_lm: Path, sentiment_files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    train, valid = sentiment_files
+    full = run_training(spec(tiny_causal_lm, train, valid, tmp_path / "full"), ListSink())
+
+    stopping = ListSink(stop_after_checkpoints=1)
+    with pytest.raises(TrainingCancelled):
+        run_training(spec(tiny_causal_lm, train, valid, tmp_path / "part"), stopping)
+    first = stopping.checkpoints[0].path
+    resumed_sink = ListSink()
+    resumed = run_training(spec(tiny_causal_lm, train, valid, tmp_path / "part", resume_from=first), resumed_sink)
+
+    assert resumed.steps == full.steps and resumed.trained_tokens == full.trained_tokens
+    assert [m.step for m in resumed_sink.metrics] == list(range(10, 19))
+    wf, wr = adapter(full.final_checkpoint), adapter(resumed.final_checkpoint)
+    for key in wf:
+        torch.testing.assert_close(wr[key], wf[key], rtol=1e-5, atol=1e-6)
