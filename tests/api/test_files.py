@@ -72,8 +72,10 @@ def test_upload_over_the_limit_is_413_and_leaves_nothing(settings: Settings, tmp
         client = openai.OpenAI(base_url=server.base_url, api_key="x", max_retries=0)
         line = b'{"messages": [{"role": "user", "content": "hello"}, {"role": "assistant", "content": "hi"}]}\n'
         client.files.create(file=("ok.jsonl", line * 5), purpose="fine-tune")  # 480 bytes: fine
+        # ~4 MB: far more than the socket buffers, so a server that answered without reading the body would reset
+        # the connection and the client would see a connection error instead of the 413.
         with pytest.raises(openai.APIStatusError) as declared:
-            client.files.create(file=("big.jsonl", line * 2000), purpose="fine-tune")
+            client.files.create(file=("big.jsonl", line * 40000), purpose="fine-tune")
         assert declared.value.status_code == 413 and declared.value.code == "file_too_large"
         # A body streamed without Content-Length is still counted while it is written.
         chunked = _multipart_chunks(line * 30)

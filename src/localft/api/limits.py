@@ -35,6 +35,7 @@ class UploadLimit:
                     "file_too_large",
                 )
                 payload = json.dumps(body).encode()
+                await _discard_body(receive)
                 await send(
                     {
                         "type": "http.response.start",
@@ -49,3 +50,15 @@ class UploadLimit:
                 await send({"type": "http.response.body", "body": payload})
                 return
         await self.app(scope, receive, send)
+
+
+async def _discard_body(receive: Receive) -> None:
+    """Read the rest of the request and throw it away, keeping nothing.
+
+    Answering while the client is still sending makes the server close a socket with unread data, which the
+    kernel turns into a reset; the client then loses the 413 it was sent and reports a connection error instead.
+    """
+    while True:
+        message = await receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return
