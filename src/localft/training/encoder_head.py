@@ -25,6 +25,8 @@ from localft.training.task import TaskInfo
 
 THRESHOLD_GRID = [i / 20 for i in range(1, 20)]
 """Candidate multi-label thresholds, 0.05 to 0.95."""
+MIN_F1_GAIN = 0.1
+"""How much better than labelling every example positive a tuned threshold's validation F1 must be."""
 
 
 @dataclass(frozen=True)
@@ -185,17 +187,24 @@ class EncoderLearner:
 
 
 def tune_thresholds(probs: torch.Tensor, targets: Sequence[tuple[int, ...]]) -> list[float]:
-    """Per label, the threshold in `THRESHOLD_GRID` with the best F1 on validation (0.5 when a label never occurs)."""
+    """Per label, the threshold in `THRESHOLD_GRID` with the best F1 on validation, or 0.5 where that is not
+    clearly better than answering the label for every example (then the model has not learned the label)."""
     gold = torch.tensor(list(targets), dtype=torch.bool)
     best: list[float] = []
     for j in range(probs.shape[1]):
-        if not gold[:, j].any():
+        positives = float(gold[:, j].sum())
+        if positives == 0:
             best.append(0.5)
             continue
         f1s = []
         for t in THRESHOLD_GRID:
             on = probs[:, j] > t
             tp = float((on & gold[:, j]).sum())
-            f1s.append(2 * tp / max(float(on.sum()) + float(gold[:, j].sum()), 1e-9))
-        best.append(THRESHOLD_GRID[max(range(len(f1s)), key=lambda i: (f1s[i], -abs(THRESHOLD_GRID[i] - 0.5)))])
+            f1s.append(2 * tp / max(float(on.sum()) + positives, 1e-9))
+        pick = max(range(len(f1s)), key=lambda i: (f1s[i], -abs(THRESHOLD_GRID[i] - 0.5)))
+        # A rare label the model cannot rank still gets its best F1 from a threshold low enough to switch it on
+        # everywhere: on Jigsaw (400 examples) every comment came out `threat`. Such a threshold must beat the
+        # F1 of "always on" by a margin to be kept.
+        always_on = 2 * positives / (len(gold) + positives)
+        best.append(THRESHOLD_GRID[pick] if f1s[pick] >= always_on + MIN_F1_GAIN else 0.5)
     return best

@@ -69,6 +69,19 @@ def test_thresholds_maximise_f1_per_label() -> None:
     assert 0.1 <= high < 0.25
 
 
+def test_a_label_the_model_cannot_rank_keeps_the_default_threshold() -> None:
+    # One `threat` among 100 validation examples, scored no higher than the rest: the best-F1 threshold would
+    # switch the label on for every example; it must stay at 0.5 (off) instead.
+    generator = torch.Generator().manual_seed(0)
+    noise = 0.1 + 0.05 * torch.rand(100, generator=generator)
+    learned = torch.linspace(0.0, 1.0, 100)
+    probs = torch.stack([noise, learned], dim=1)
+    gold = [(int(i == 3), int(i >= 90)) for i in range(100)]
+    threat, toxic = tune_thresholds(probs, gold)
+    assert threat == 0.5
+    assert 0.85 <= toxic < 0.91  # a label the model does rank is still tuned
+
+
 def test_encoder_trains_without_a_validation_file(tiny_encoder: Path, tmp_path: Path) -> None:
     train = write_jsonl(tmp_path / "t.jsonl", sentiment_records(2))
     sink = ListSink()
