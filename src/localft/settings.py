@@ -44,6 +44,9 @@ class Settings:
     """Organization name used in fine-tuned model ids (`LOCALFT_ORGANIZATION`)."""
     cache_root: Path | None = None
     """Converted base-model weights (`LOCALFT_CACHE_DIR`); default `home/cache`. Shareable between data folders."""
+    threads: int = 0
+    """CPU threads for training and inference (`LOCALFT_THREADS`); 0 leaves torch's default, one per core. Set it
+    lower when other processes share the cores: a thread that waits for a descheduled sibling stalls every step."""
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -60,6 +63,7 @@ class Settings:
             embedded_worker=(_env("EMBEDDED_WORKER", "1") or "1") not in ("0", "false", "no"),
             organization=_env("ORGANIZATION", "localft") or "localft",
             cache_root=Path(cache) if (cache := _env("CACHE_DIR")) else None,
+            threads=int(_env("THREADS", "0") or 0),
         )
         return replace(settings, **overrides)  # type: ignore[arg-type]
 

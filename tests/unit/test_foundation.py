@@ -20,6 +20,23 @@ def test_settings_read_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     assert s.port == 9001
     assert s.db_url.startswith("sqlite:///") and s.db_url.endswith("h/localft.db")
     assert Settings.from_env(port=1234).port == 1234
+    assert s.threads == 0
+
+
+def test_threads_setting_sets_torch_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from localft.base_models import use_threads
+
+    monkeypatch.setenv("LOCALFT_THREADS", "1")
+    before = torch.get_num_threads()
+    try:
+        use_threads(Settings.from_env().threads)
+        assert torch.get_num_threads() == 1
+        use_threads(0)  # 0 leaves the count alone
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_ids_have_openai_prefixes() -> None:

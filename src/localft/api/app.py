@@ -29,6 +29,7 @@ from localft.api.fine_tuning.service import FineTuningService
 from localft.api.limits import UploadLimit
 from localft.api.models.router import router as models_router
 from localft.api.models.service import ModelService
+from localft.base_models import use_threads
 from localft.jobs.files import FileStorage
 from localft.jobs.store import Store
 from localft.jobs.worker import DEFAULT_LEASE_SECONDS, Worker
@@ -69,6 +70,7 @@ class _EngineHolder:
 def create_app(settings: Settings, *, lease_seconds: float = DEFAULT_LEASE_SECONDS) -> FastAPI:
     """The application for `settings`; opens (and migrates) the database now."""
     settings.ensure_dirs()
+    use_threads(settings.threads)
     store = Store.open(settings.db_url)
     storage = FileStorage(store, settings.files_dir)
     engine = _EngineHolder(settings)

@@ -12,7 +12,7 @@ from localft.base_models.catalog import (
     resolve_alias,
 )
 from localft.base_models.fetch import is_installed, local_model_dir, pull
-from localft.base_models.loading import load_tokenizer, resolve_device
+from localft.base_models.loading import load_tokenizer, resolve_device, use_threads
 
 __all__ = [
     "DEFAULT_BASE_MODEL",
@@ -26,4 +26,5 @@ __all__ = [
     "pull",
     "resolve_alias",
     "resolve_device",
+    "use_threads",
 ]

@@ -17,6 +17,15 @@ def resolve_device(device: str = "auto") -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def use_threads(threads: int) -> None:
+    """Set torch's intra-op thread count for this process; 0 keeps torch's default (one per physical core)."""
+    if threads <= 0:
+        return
+    import torch
+
+    torch.set_num_threads(threads)
+
+
 def load_tokenizer(name: str, cache_dir: Path | None = None) -> Any:
     """The tokenizer of a base model (built-in name, alias or local folder)."""
     from transformers import AutoTokenizer

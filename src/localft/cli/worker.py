@@ -36,12 +36,14 @@ def worker(home: Path | None, database_url: str | None, lease_seconds: float, po
       localft serve --no-worker &
       localft worker
     """
+    from localft.base_models import use_threads
     from localft.jobs.store import Store
     from localft.jobs.worker import Worker
 
     overrides = {"home": home, "database_url": database_url}
     settings = Settings.from_env(**{k: v for k, v in overrides.items() if v is not None})
     settings.ensure_dirs()
+    use_threads(settings.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     store = Store.open(settings.db_url)
     runner = Worker(settings, store, lease_seconds=lease_seconds, poll_interval=poll_interval)
