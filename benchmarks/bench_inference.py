@@ -123,6 +123,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from localft.base_models import local_model_dir
     from localft.inference.engine import InferenceEngine
+    from localft.inference.scoring import compute_dtype
     from localft.inference.types import ChatRequest, ModelArtifact
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -163,7 +164,7 @@ def main(argv: list[str] | None = None) -> None:
     print("|---|---|---|---|---|")
     for row in rows:
         print("| " + " | ".join(row) + " |")
-    print(f"\nweights held by the engine (both models, bf16): {held / 2**20:.0f} MiB")
+    print(f"\nweights held by the engine (both models, {compute_dtype('cpu')}): {held / 2**20:.0f} MiB")
     print(f"peak RSS of the benchmark process (includes building the test checkpoints in fp32): {peak:.0f} MiB")
 
 

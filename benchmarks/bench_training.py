@@ -26,7 +26,8 @@ TWEETS = REPO.parent / "shared" / "datasets" / "twitter_airline_sentiment" / "Tw
 CACHE = REPO / ".localft-test-cache"
 SYSTEM = "Classify the sentiment of the tweet about a US airline: positive, negative or neutral."
 
-# (name, base model, bf16, logits only on answer positions)
+# (name, base model, bf16 where the CPU has it, logits only on answer positions). Rows that switch bf16 off are
+# skipped on CPUs without native bf16: the engine already runs fp32 there, so they would repeat the first row.
 CONFIGS: list[tuple[str, str, bool, bool]] = [
     ("smollm2-135m-instruct", "smollm2-135m-instruct", True, True),
     ("smollm2-135m-instruct, full logits", "smollm2-135m-instruct", True, False),
@@ -35,6 +36,24 @@ CONFIGS: list[tuple[str, str, bool, bool]] = [
     ("gemma-3-270m", "gemma-3-270m", True, True),
     ("minilm-l6", "minilm-l6", True, True),
 ]
+
+
+def gemm_ceiling(threads: int) -> str:
+    """Matrix-multiply throughput of this CPU in fp32 and bf16 at a transformer layer's shape (the roof a training
+    step cannot exceed), measured in a fresh process so the figure is this machine's, not the datasheet's."""
+    import torch
+
+    torch.set_num_threads(threads)
+    rates = []
+    for dtype in (torch.float32, torch.bfloat16):
+        a, w = torch.randn(1024, 576, dtype=dtype), torch.randn(1536, 576, dtype=dtype)
+        a @ w.t()
+        runs = 3 if dtype == torch.bfloat16 else 20
+        started = time.perf_counter()
+        for _ in range(runs):
+            a @ w.t()
+        rates.append(2 * 1024 * 576 * 1536 * runs / (time.perf_counter() - started) / 1e9)
+    return f"matmul 1024x576x1536, {threads} threads: fp32 {rates[0]:.0f} GFLOP/s, bf16 {rates[1]:.0f} GFLOP/s"
 
 
 def _examples(n: int) -> list[Any]:
@@ -106,6 +125,7 @@ def _run_one(name: str, base: str, bf16: bool, sliced: bool, steps: int, threads
     tokens = batch * length
     return {
         "name": name,
+        "precision": "bf16 autocast" if loop_module.bf16_available("cpu") else "fp32",
         "batch": f"{batch} x {length}",
         "s_per_step": step,
         "tokens_per_s": tokens / step,
@@ -202,15 +222,20 @@ def main(argv: list[str] | None = None) -> None:
     lengths()
     if args.lengths:
         return
-    configs = [c for c in CONFIGS if not args.only or c[0] in args.only]
-    print("| configuration | batch (examples x tokens) | s/step | tokens/s | examples/s | peak RSS GB |")
-    print("|---|---|---|---|---|---|")
+    from localft.training.loop import bf16_available
+
+    native_bf16 = bf16_available("cpu")
+    configs = [c for c in CONFIGS if (not args.only or c[0] in args.only) and (native_bf16 or c[2])]
     context = multiprocessing.get_context("spawn")
+    with context.Pool(1) as pool:
+        print(f"\n{pool.apply(gemm_ceiling, (args.threads,))}; native bf16: {native_bf16}\n", flush=True)
+    print("| configuration | precision | batch (examples x tokens) | s/step | tokens/s | examples/s | peak RSS GB |")
+    print("|---|---|---|---|---|---|---|")
     for name, base, bf16, sliced in configs:
         with context.Pool(1) as pool:
             r = pool.apply(_run_one, (name, base, bf16, sliced, args.steps, args.threads))
         print(
-            f"| {r['name']} | {r['batch']} | {r['s_per_step']:.2f} | {r['tokens_per_s']:.0f} | "
+            f"| {r['name']} | {r['precision']} | {r['batch']} | {r['s_per_step']:.2f} | {r['tokens_per_s']:.0f} | "
             f"{r['examples_per_s']:.1f} | {r['peak_gb']:.1f} |",
             flush=True,
         )
