@@ -16,6 +16,16 @@ def test_auto_follows_openai_epochs_and_family_defaults() -> None:
     assert resolve(Hyperparameters(), "encoder", n_examples=1000).batch_size == 16
 
 
+def test_encoders_get_epochs_for_enough_steps() -> None:
+    small = resolve(Hyperparameters(), "encoder", n_examples=100)  # batch 10: 10 steps an epoch
+    assert (small.batch_size, small.n_epochs) == (10, 10)
+    assert resolve(Hyperparameters(), "encoder", n_examples=400).n_epochs == 4  # 25 steps an epoch
+    assert resolve(Hyperparameters(), "encoder", n_examples=5000).n_epochs == 3  # OpenAI's rule already suffices
+    assert resolve(Hyperparameters(), "encoder", n_examples=8).n_epochs == 13  # 8 steps an epoch
+    assert resolve(Hyperparameters(), "encoder", n_examples=2).n_epochs == 25  # capped: 50 would be needed
+    assert resolve(Hyperparameters(), "causal_lm", n_examples=100).n_epochs == 3  # LLMs keep OpenAI's rule
+
+
 def test_explicit_values_win_and_scale_the_base_rate() -> None:
     hp = resolve(Hyperparameters(n_epochs=1, batch_size=32, learning_rate_multiplier=0.5), "encoder", 1000, 128)
     assert (hp.n_epochs, hp.batch_size, hp.max_length) == (1, 32, 128)
