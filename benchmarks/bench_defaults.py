@@ -7,8 +7,8 @@ Each run fine-tunes a built-in model with `run_training` (the engine the server'
 balanced training set and reads the classification accuracy of the epoch-end validation, which scores the labels
 exactly as inference does, on a held-out set. The grid is a list of `learning_rate_multiplier:n_epochs` pairs
 ("auto" allowed for either); batch size stays "auto". Prints one Markdown row per run as it finishes.
-Datasets: `airline` = the tutorial's 100 balanced training tweets, validated on the next 100 of each class (300);
-`emotion` = the first 20 of each of the 6 classes of emotion/train.txt, validated on 300 of emotion/val.txt.
+Datasets: `airline` = the tutorial's 100 balanced training tweets, validated on the next 50 of each class (150);
+`emotion` = the first 20 of each of the 6 classes of emotion/train.txt, validated on the first 150 of emotion/val.txt.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def _airline() -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
         for row in csv.DictReader(f):
             by_label[row["airline_sentiment"]].append((row["text"], row["airline_sentiment"]))
     train = [row for label, n in quota.items() for row in by_label[label][:n]]
-    valid = [row for label, n in quota.items() for row in by_label[label][n : n + 100]]
+    valid = [row for label, n in quota.items() for row in by_label[label][n : n + 50]]
     return train, valid
 
 
@@ -54,7 +54,7 @@ def _emotion() -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
         if counts.get(label, 0) < 20:
             train.append((text, label))
             counts[label] = counts.get(label, 0) + 1
-    return train, read("val.txt")[:300]
+    return train, read("val.txt")[:150]
 
 
 LOADERS = {"airline": _airline, "emotion": _emotion}
