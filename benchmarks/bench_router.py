@@ -7,7 +7,8 @@ the first `LOCALFT_BENCH_ROUTER_TEST` (default 5) per intent of the official `te
 The prompts carry no label list (77 labels would multiply every training step's length), so the zero-shot base
 model (opt-in, see below) is given one: localft's zero-shot system prompt with all 77 intents.
 
-    python -m benchmarks router            LOCALFT_BENCH_ROUTER_SHOTS=10 to run one size only
+    python -m benchmarks router            LOCALFT_BENCH_ROUTER_SHOTS=10 to run one size only,
+                                           LOCALFT_BENCH_ROUTER_LLM_SHOTS=10 to fine-tune the LLM at 10 only
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ def main() -> None:
     n_test = int(os.environ.get("LOCALFT_BENCH_ROUTER_TEST", "5"))
     tuned_shots = os.environ.get("LOCALFT_BENCH_ROUTER_FINETUNE_SHOTS")
     finetune = [int(x) for x in tuned_shots.split(",")] if tuned_shots else shots
+    # LOCALFT_BENCH_ROUTER_LLM_SHOTS=10: the LLM is fine-tuned at 10 per intent only (the encoder at every size).
+    llm_sizes = os.environ.get("LOCALFT_BENCH_ROUTER_LLM_SHOTS")
+    llm_shots = [int(x) for x in llm_sizes.split(",")] if llm_sizes else shots
     train_frame = pd.read_csv(BANKING / "train.csv").sample(frac=1.0, random_state=42)
     test_frame = pd.read_csv(BANKING / "test.csv")
     labels = sorted(test_frame["category"].unique())
@@ -68,7 +72,7 @@ def main() -> None:
             attempts = []
             if n in finetune:  # LOCALFT_BENCH_ROUTER_FINETUNE_SHOTS=10: fine-tune at 10 per intent only
                 attempts.append(bench.try_fine_tune(ENCODER, train_path, suffix=f"bank{n}-enc", validation=valid_path))
-                if llm_enabled():
+                if llm_enabled() and n in llm_shots:
                     attempts.insert(0, bench.try_fine_tune(LLM, train_path, suffix=f"bank{n}-llm", hyperparameters=hp))
             tunes = [t for t in attempts if t is not None]
             # Zero-shot generation with 77 intents in the prompt costs several CPU seconds per query on this
@@ -109,6 +113,8 @@ def main() -> None:
         lines += ["", table, ""]
         if n not in finetune:
             lines += [f"Fine-tuned rows at {n} per intent: not run (`LOCALFT_BENCH_ROUTER_FINETUNE_SHOTS`).", ""]
+        elif llm_enabled() and n not in llm_shots:
+            lines += [f"Fine-tuned LLM at {n} per intent: not run (`LOCALFT_BENCH_ROUTER_LLM_SHOTS`).", ""]
     lines.append(failures)
     if not llm_enabled():
         lines += [LLM_SKIPPED, ""]
