@@ -14,7 +14,7 @@ import os
 import platform
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -202,6 +202,24 @@ class Bench:
             log(line)
         return comparison
 
+    def compare_fine_tunes(
+        self, testset: TestSet, tunes: Sequence[FineTune], *, zero_shot: Sequence[str], train: Path, tag: str
+    ) -> Comparison:
+        """Score the zero-shot base models and the fine-tunes, with TF-IDF trained on the fine-tunes' training
+        file as the baseline every table starts from."""
+        return self.compare(
+            testset,
+            [*zero_shot, *(t.model_id for t in tunes)],
+            train=examples(train),
+            training_times={t.model_id: t.train_s for t in tunes},
+            tag=tag,
+        )
+
+
+def succeeded(attempts: Iterable[FineTune | None]) -> list[FineTune]:
+    """The fine-tunes that finished; `try_fine_tune` gave None for the others and recorded them in `failures`."""
+    return [tune for tune in attempts if tune is not None]
+
 
 @contextmanager
 def bench_server(name: str) -> Iterator[Bench]:
@@ -253,6 +271,16 @@ def write_section(name: str, markdown: str) -> None:
     pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.DOTALL)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
     BENCHMARKS_MD.write_text(text, encoding="utf-8")
+
+
+def publish_section(name: str, lines: list[str], failures: str) -> None:
+    """Write an experiment's BENCHMARKS.md section: its lines, then what was not measured (failed fine-tunes, the
+    LLM rows when `LOCALFT_BENCH_LLM=0`)."""
+    lines = [*lines, failures]
+    if not llm_enabled():
+        lines += [LLM_SKIPPED, ""]
+    write_section(name, "\n".join(lines))
+    log(f"{name}: wrote BENCHMARKS.md and benchmarks/results/{name}.json")
 
 
 def pct(value: float | None) -> str:

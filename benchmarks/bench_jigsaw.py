@@ -16,18 +16,16 @@ from benchmarks._harness import (
     DATASETS,
     ENCODER,
     LLM,
-    LLM_SKIPPED,
     bench_command,
     bench_server,
     comparison_table,
-    examples,
     failures_note,
     llm_enabled,
-    log,
+    publish_section,
     save_results,
+    succeeded,
     testset_from,
     write_chat_jsonl,
-    write_section,
 )
 
 LABELS = ["toxic", "severe_toxic", "obscene", "threat", "insult", "identity_hate"]
@@ -67,13 +65,12 @@ def main() -> None:
             bench.try_fine_tune(base, paths["train"], validation=paths["validation"], suffix=f"jigsaw-{kind}")
             for kind, base in bases.items()
         ]
-        tunes = [t for t in attempts if t is not None]
         testset = testset_from(paths["test"], LABELS, multi_label=True)
-        comparison = bench.compare(
+        comparison = bench.compare_fine_tunes(
             testset,
-            ([LLM] if llm_enabled() else []) + [t.model_id for t in tunes],
-            train=examples(paths["train"]),
-            training_times={t.model_id: t.train_s for t in tunes},
+            succeeded(attempts),
+            zero_shot=[LLM] if llm_enabled() else [],
+            train=paths["train"],
             tag="test",
         )
         failures = failures_note(bench)
@@ -99,11 +96,8 @@ def main() -> None:
             f"| `{row.name}` | {m['micro_f1']:.3f} | {m['macro_f1']:.3f} | {m['exact_match']:.3f} | "
             f"{m['hamming_loss']:.3f} | {f1} |"
         )
-    lines += ["", "Per-label cells: F1 (gold support in the 100 test comments).", "", failures]
-    if not llm_enabled():
-        lines += [LLM_SKIPPED, ""]
-    write_section("jigsaw", "\n".join(lines))
-    log("jigsaw: wrote BENCHMARKS.md and benchmarks/results/jigsaw.json")
+    lines += ["", "Per-label cells: F1 (gold support in the 100 test comments).", ""]
+    publish_section("jigsaw", lines, failures)
 
 
 if __name__ == "__main__":

@@ -22,18 +22,16 @@ from benchmarks._harness import (
     DATASETS,
     ENCODER,
     LLM,
-    LLM_SKIPPED,
     bench_command,
     bench_server,
     comparison_table,
-    examples,
     failures_note,
     llm_enabled,
-    log,
+    publish_section,
     save_results,
+    succeeded,
     testset_from,
     write_chat_jsonl,
-    write_section,
 )
 
 BANKING = DATASETS / "banking77"
@@ -74,18 +72,13 @@ def main() -> None:
                 attempts.append(bench.try_fine_tune(ENCODER, train_path, suffix=f"bank{n}-enc", validation=valid_path))
                 if llm_enabled() and n in llm_shots:
                     attempts.insert(0, bench.try_fine_tune(LLM, train_path, suffix=f"bank{n}-llm", hyperparameters=hp))
-            tunes = [t for t in attempts if t is not None]
+            tunes = succeeded(attempts)
             # Zero-shot generation with 77 intents in the prompt costs several CPU seconds per query on this
             # machine: opt-in (LOCALFT_BENCH_ROUTER_ZERO_SHOT=1), asked with the first training size only.
             asked = os.environ.get("LOCALFT_BENCH_ROUTER_ZERO_SHOT") == "1" and llm_enabled()
             zero_shot = [LLM] if n == shots[0] and asked else []
-            models = zero_shot + [t.model_id for t in tunes]
-            comparison = bench.compare(
-                testset,
-                models,
-                train=examples(train_path),
-                training_times={t.model_id: t.train_s for t in tunes},
-                tag=f"shots-{n}",
+            comparison = bench.compare_fine_tunes(
+                testset, tunes, zero_shot=zero_shot, train=train_path, tag=f"shots-{n}"
             )
             results["runs"][str(n)] = {
                 "n_train": len(train_rows),
@@ -115,11 +108,7 @@ def main() -> None:
             lines += [f"Fine-tuned rows at {n} per intent: not run (`LOCALFT_BENCH_ROUTER_FINETUNE_SHOTS`).", ""]
         elif llm_enabled() and n not in llm_shots:
             lines += [f"Fine-tuned LLM at {n} per intent: not run (`LOCALFT_BENCH_ROUTER_LLM_SHOTS`).", ""]
-    lines.append(failures)
-    if not llm_enabled():
-        lines += [LLM_SKIPPED, ""]
-    write_section("router", "\n".join(lines))
-    log("router: wrote BENCHMARKS.md and benchmarks/results/router.json")
+    publish_section("router", lines, failures)
 
 
 if __name__ == "__main__":
