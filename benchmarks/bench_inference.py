@@ -83,7 +83,7 @@ def _bare_forward(engine: object, base: str, texts: list[str]) -> Callable[[str]
     """One plain forward pass of the base model over the same prompt: the floor any request pays."""
     import torch
 
-    from localft.inference.prompt import render_prompt
+    from localft.base_models.templates import render_prompt
     from localft.inference.types import ModelArtifact
 
     info = engine.describe(ModelArtifact(base, base))  # type: ignore[attr-defined]

@@ -99,7 +99,7 @@ def _run_one(name: str, base: str, bf16: bool, sliced: bool, steps: int, threads
     task = detect_task([ex.answer for ex in examples])
     learner: Any
     if family == "causal_lm":
-        from localft.inference.prompt import template_kind
+        from localft.base_models.templates import template_kind
         from localft.training.dataset import ChatEncoder
         from localft.training.lora_causal import CausalLearner
 
@@ -179,7 +179,7 @@ def lengths(limit: int = 2000) -> None:
     import numpy as np
 
     from localft.base_models import local_model_dir
-    from localft.inference.prompt import template_kind
+    from localft.base_models.templates import template_kind
     from localft.training.dataset import ChatEncoder
     from localft.training.run import _load_tokenizer
 

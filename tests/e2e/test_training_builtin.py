@@ -75,7 +75,7 @@ def _record(text: str, label: str) -> dict[str, Any]:
 def zero_shot_accuracy(valid: Path) -> float:
     """SmolLM2 before fine-tuning, scoring the three labels after each prompt (a fresh adapter changes nothing)."""
     from localft.base_models import local_model_dir
-    from localft.inference.prompt import template_kind
+    from localft.base_models.templates import template_kind
     from localft.training.dataset import ChatEncoder, read_examples
     from localft.training.lora_causal import CausalLearner
     from localft.training.run import _load_tokenizer

@@ -32,12 +32,13 @@ from typing import Any, Literal
 import numpy as np
 
 from localft.base_models import resolve_device
+from localft.base_models.templates import Prompt, encoder_text, render_prompt
 from localft.errors import InvalidRequestError
 from localft.inference import choices as ch
 from localft.inference.batching import Combiner
 from localft.inference.generate import generate
 from localft.inference.models import DEFAULT_MAX_MEMORY_BYTES, ModelInfo, WeightCache, active_adapter, describe
-from localft.inference.prompt import Prompt, continuation, encoder_text, render_prompt, shared_prefix_text
+from localft.inference.prompt import continuation, shared_prefix_text
 from localft.inference.scoring import (
     ScoreRow,
     build_row,

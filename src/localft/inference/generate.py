@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from localft.inference.prompt import Prompt
+from localft.base_models.templates import Prompt
 from localft.inference.types import ChatRequest, FinishReason, TokenLogprob, TopLogprob
 
 DEFAULT_MAX_TOKENS = 256

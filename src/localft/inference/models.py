@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from localft.base_models import get_spec, local_model_dir
+from localft.base_models.templates import TemplateKind, end_of_turn, template_kind
 from localft.errors import ModelError
 from localft.inference import scoring
-from localft.inference.prompt import TemplateKind, end_of_turn, template_kind
 from localft.inference.types import ModelArtifact
 from localft.training.checkpoint import CheckpointMeta, read_checkpoint
 

@@ -16,7 +16,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from localft.inference.prompt import Prompt
+from localft.base_models.templates import Prompt
 
 MAX_CANDIDATE_ROWS = 64
 """Candidate rows per pass: bounds the logits tensor (rows x tokens x vocabulary) for large label sets."""

@@ -1,6 +1,6 @@
 """Training data: chat JSONL (or legacy prompt/completion) to examples, and examples to token ids with a loss mask.
 
-A causal LM sees each conversation rendered exactly as inference renders a request (`localft.inference.prompt`):
+A causal LM sees each conversation rendered exactly as inference renders a request (`localft.base_models.templates`):
 the model's chat template, or for models without one the documented plain template. The loss covers only the
 assistant answers (content plus the template's end-of-turn marker, so the model learns to stop), skipping those with
 `weight: 0`. The whole text is tokenized in one go, as inference scores `prompt + answer`, and character offsets
@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from localft.base_models.templates import TemplateKind, content_text, end_of_turn, render_prompt
 from localft.errors import DataValidationError
-from localft.inference.prompt import TemplateKind, content_text, end_of_turn, render_prompt
 
 IGNORE = -100
 """Label id for tokens that carry no loss (PyTorch's cross-entropy default `ignore_index`)."""

@@ -1,6 +1,6 @@
 """Fine-tuning an encoder (MiniLM, MPNet, any BERT-like folder) with a classification head.
 
-The input is the text of the user messages (`localft.inference.prompt.encoder_text`, as inference reads a request);
+The input is the text of the user messages (`base_models.templates.encoder_text`, as inference reads a request);
 the labels come from the assistant answers. Single-label tasks use softmax and cross-entropy, multi-label tasks a
 sigmoid per label with binary cross-entropy and a per-label decision threshold, tuned on the validation set when
 there is one (else 0.5). Class weights (inverse frequency) counter imbalance when asked for.
@@ -17,8 +17,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from localft.base_models.templates import encoder_text
 from localft.eval.metrics import classification_metrics, multilabel_metrics
-from localft.inference.prompt import encoder_text
 from localft.training.dataset import ChatExample
 from localft.training.loop import BatchLoss, Evaluation, autocast
 from localft.training.task import TaskInfo

@@ -14,8 +14,8 @@ from typing import Any
 import torch
 
 from localft.base_models import get_spec, local_model_dir, resolve_alias, resolve_device
+from localft.base_models.templates import TemplateKind, template_kind
 from localft.errors import DataValidationError, ModelError
-from localft.inference.prompt import TemplateKind, template_kind
 from localft.settings import Settings
 from localft.training.auto import TOKENS_PER_FORWARD, Family, Resolved, resolve
 from localft.training.checkpoint import CheckpointMeta, read_checkpoint

@@ -5,14 +5,14 @@ from pathlib import Path
 import pytest
 from transformers import AutoTokenizer
 
-from localft.inference.prompt import (
+from localft.base_models.templates import (
     PLAIN_GENERATION_PROMPT,
-    continuation,
     encoder_text,
     end_of_turn,
     render_prompt,
     template_kind,
 )
+from localft.inference.prompt import continuation
 
 
 @pytest.mark.parametrize(
