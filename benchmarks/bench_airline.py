@@ -46,8 +46,8 @@ SYSTEM = "Classify the sentiment of this airline tweet. Answer with one word: ne
 TRAIN_QUOTA = {"neutral": 34, "positive": 33, "negative": 33}
 PUBLISHED_TUTORIAL = {"fine-tuned gpt-4o-mini": "78%", "fine-tuned gpt-3.5-turbo": "82%"}
 ENCODER_VALIDATION = (
-    "Encoder jobs get a validation file (10 held-out tweets per class, after the 300-tweet test): localft's "
-    "encoder training currently fails without one (an empty validation list reaches the tokenizer)."
+    "Encoder jobs also get a validation file (10 held-out tweets per class, after the 300-tweet test) for their "
+    "epoch-end metrics; LLM jobs train without one, as in the tutorial."
 )
 PUBLISHED_FULL = {"TF-IDF + logistic regression": "~81.6%", "fine-tuned RoBERTa": "~86-87%"}
 
