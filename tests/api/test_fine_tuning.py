@@ -123,6 +123,11 @@ def test_list_paginates_newest_first_and_filters_metadata(idle_client: openai.Op
     ]
     page = idle_client.fine_tuning.jobs.list(limit=2)
     assert [j.id for j in page.data] == ids[::-1][:2] and page.has_more
+    # Every page names its first and last item (`CursorPage.of`), as OpenAI's file and checkpoint pages do.
+    wire = idle_client.fine_tuning.jobs.with_raw_response.list(limit=2).http_response.json()
+    assert (wire["first_id"], wire["last_id"]) == (ids[4], ids[3])
+    empty = idle_client.fine_tuning.jobs.with_raw_response.list(after=ids[0]).http_response.json()
+    assert empty["data"] == [] and empty["first_id"] is None and empty["last_id"] is None
     assert [j.id for j in idle_client.fine_tuning.jobs.list(limit=2)] == ids[::-1]
     evens = idle_client.fine_tuning.jobs.list(metadata={"parity": "even"})
     assert [j.id for j in evens.data] == [ids[4], ids[2], ids[0]]

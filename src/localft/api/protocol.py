@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Generic, Literal, TypeVar
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Generic, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel
 
-T = TypeVar("T")
+
+class _HasId(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+if TYPE_CHECKING:
+    # mypy checks that every page item has an `id` (what `CursorPage.of` reads); at run time the TypeVar stays
+    # unbound because pydantic cannot build a schema for a Protocol bound.
+    T = TypeVar("T", bound=_HasId)
+else:
+    T = TypeVar("T")
 
 
 class CursorPage(BaseModel, Generic[T]):
@@ -17,6 +29,16 @@ class CursorPage(BaseModel, Generic[T]):
     has_more: bool
     first_id: str | None = None
     last_id: str | None = None
+
+    @classmethod
+    def of(cls, items: Sequence[T], has_more: bool) -> CursorPage[T]:
+        """A page of `items` in the order served, with the ids of its first and last item (None when empty)."""
+        return cls(
+            data=list(items),
+            has_more=has_more,
+            first_id=items[0].id if items else None,
+            last_id=items[-1].id if items else None,
+        )
 
 
 class Deleted(BaseModel):

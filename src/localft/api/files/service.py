@@ -40,13 +40,7 @@ class FileService:
         self, purpose: str | None, order: Literal["asc", "desc"], after: str | None, limit: int
     ) -> CursorPage[FileObject]:
         page = self.storage.store.list_files(purpose=purpose, after=after, limit=limit, newest_first=order == "desc")
-        data = [FileObject.of(r) for r in page.data]
-        return CursorPage[FileObject](
-            data=data,
-            has_more=page.has_more,
-            first_id=data[0].id if data else None,
-            last_id=data[-1].id if data else None,
-        )
+        return CursorPage[FileObject].of([FileObject.of(r) for r in page.data], page.has_more)
 
     def retrieve(self, file_id: str) -> FileObject:
         return FileObject.of(self.storage.store.get_file(file_id))

@@ -91,7 +91,7 @@ class FineTuningService:
 
     def list(self, after: str | None, limit: int, metadata: dict[str, str]) -> CursorPage[FineTuningJob]:
         page = self.store.list_jobs(after=after, limit=limit, metadata=metadata)
-        return CursorPage[FineTuningJob](data=[FineTuningJob.of(j) for j in page.data], has_more=page.has_more)
+        return CursorPage[FineTuningJob].of([FineTuningJob.of(j) for j in page.data], page.has_more)
 
     def cancel(self, job_id: str) -> FineTuningJob:
         return self._move(job_id, _ACTIVE, "cancelled", "Fine-tuning job cancelled", finished_at=int(time.time()))
@@ -106,20 +106,12 @@ class FineTuningService:
     def events(self, job_id: str, after: str | None, limit: int) -> CursorPage[FineTuningJobEvent]:
         self.store.get_job(job_id)
         page = self.store.list_events(job_id, after=after, limit=limit)
-        return CursorPage[FineTuningJobEvent](
-            data=[FineTuningJobEvent.of(e) for e in page.data], has_more=page.has_more
-        )
+        return CursorPage[FineTuningJobEvent].of([FineTuningJobEvent.of(e) for e in page.data], page.has_more)
 
     def checkpoints(self, job_id: str, after: str | None, limit: int) -> CursorPage[FineTuningJobCheckpoint]:
         self.store.get_job(job_id)
         page = self.store.list_checkpoints(job_id, after=after, limit=limit)
-        data = [FineTuningJobCheckpoint.of(c) for c in page.data]
-        return CursorPage[FineTuningJobCheckpoint](
-            data=data,
-            has_more=page.has_more,
-            first_id=data[0].id if data else None,
-            last_id=data[-1].id if data else None,
-        )
+        return CursorPage[FineTuningJobCheckpoint].of([FineTuningJobCheckpoint.of(c) for c in page.data], page.has_more)
 
     # --- helpers ----------------------------------------------------------------------------------------------
 
