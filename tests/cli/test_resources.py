@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +123,9 @@ def test_job_verbs_on_a_job_with_invalid_data(live_server: EmbeddedServer, tmp_p
     assert messages[0].startswith("Created fine-tuning job")  # oldest first in the CLI
     table = run(live_server, "jobs", "events", job_id)
     assert table.output.splitlines()[0].split() == ["CREATED_AT", "LEVEL", "TYPE", "MESSAGE"]
+    # Tables show the API's Unix timestamps as UTC dates; the JSON keeps the numbers.
+    assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d  ", table.output.splitlines()[1])
+    assert isinstance(events[0]["created_at"], int)
     assert run_json(live_server, "jobs", "checkpoints", job_id) == []
     cancel = run(live_server, "jobs", "cancel", job_id)
     assert cancel.exit_code == EXIT_API_ERROR and "[HTTP 400]" in cancel.output

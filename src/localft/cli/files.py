@@ -14,9 +14,8 @@ from localft.cli.render import (
     base_url_option,
     emit_list,
     emit_object,
-    format_time,
+    emit_result,
     json_option,
-    print_json,
 )
 from localft.client import connect
 
@@ -44,10 +43,7 @@ def upload(path: Path, purpose: str, base_url: str | None, as_json: bool) -> Non
     """Upload PATH and print its file id."""
     with connect(base_url) as conn, api_errors(), path.open("rb") as fh:
         uploaded = conn.client.files.create(file=(path.name, fh), purpose=purpose)  # type: ignore[arg-type]
-    if as_json:
-        print_json(uploaded)
-    else:
-        click.echo(uploaded.id)
+    emit_result(uploaded, as_json, uploaded.id)
 
 
 @files.command("list")
@@ -63,7 +59,7 @@ def list_files(purpose: str | None, limit: int, base_url: str | None, as_json: b
             kwargs["purpose"] = purpose
         page = conn.client.files.list(**kwargs)  # type: ignore[arg-type]
         items = list(page.data)
-    emit_list(items, FILE_COLUMNS, as_json, created_at=format_time)
+    emit_list(items, FILE_COLUMNS, as_json)
 
 
 @files.command()
@@ -106,11 +102,7 @@ def rm(file_ids: tuple[str, ...], base_url: str | None, as_json: bool) -> None:
     with connect(base_url) as conn, api_errors():
         for file_id in file_ids:
             deleted.append(conn.client.files.delete(file_id))
-    if as_json:
-        print_json(deleted)
-    else:
-        for item in deleted:
-            click.echo(f"Deleted {item.id}")
+    emit_result(deleted, as_json, *(f"Deleted {item.id}" for item in deleted))
 
 
 def _maybe_base64(content: bytes) -> bytes:

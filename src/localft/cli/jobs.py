@@ -18,6 +18,7 @@ from localft.cli.render import (
     base_url_option,
     emit_list,
     emit_object,
+    emit_result,
     format_time,
     json_option,
     print_json,
@@ -113,7 +114,7 @@ def create(
     with connect(base_url) as conn, api_errors():
         job = conn.client.fine_tuning.jobs.create(**params)
         if not watch:
-            emit_object(job, as_json) if as_json else click.echo(job.id)
+            emit_result(job, as_json, job.id)
             return
         click.echo(f"Created {job.id}", err=True)
         finished = watch_to_end(conn.client, job.id)
@@ -128,7 +129,7 @@ def list_jobs(limit: int, base_url: str | None, as_json: bool) -> None:
     """List fine-tuning jobs, newest first."""
     with connect(base_url) as conn, api_errors():
         items = list(conn.client.fine_tuning.jobs.list(limit=limit).data)
-    emit_list(items, JOB_COLUMNS, as_json, created_at=format_time)
+    emit_list(items, JOB_COLUMNS, as_json)
 
 
 @jobs.command()
@@ -151,7 +152,7 @@ def events(job_id: str, limit: int, base_url: str | None, as_json: bool) -> None
     with connect(base_url) as conn, api_errors():
         items = list(conn.client.fine_tuning.jobs.list_events(job_id, limit=limit).data)
     items.reverse()
-    emit_list(items, EVENT_COLUMNS, as_json, created_at=format_time)
+    emit_list(items, EVENT_COLUMNS, as_json)
 
 
 @jobs.command()
@@ -162,7 +163,7 @@ def checkpoints(job_id: str, base_url: str | None, as_json: bool) -> None:
     """A job's checkpoints (each usable as a model)."""
     with connect(base_url) as conn, api_errors():
         items = list(conn.client.fine_tuning.jobs.checkpoints.list(job_id).data)
-    emit_list(items, CHECKPOINT_COLUMNS, as_json, created_at=format_time)
+    emit_list(items, CHECKPOINT_COLUMNS, as_json)
 
 
 @jobs.command()
@@ -184,7 +185,7 @@ def _control(verb: str) -> click.Command:
     def command(job_id: str, base_url: str | None, as_json: bool) -> None:
         with connect(base_url) as conn, api_errors():
             job = getattr(conn.client.fine_tuning.jobs, verb)(job_id)
-        print_json(job) if as_json else click.echo(f"{job.id}: {job.status}")
+        emit_result(job, as_json, f"{job.id}: {job.status}")
 
     return command
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from localft.cli.render import api_errors, base_url_option, emit_list, emit_object, format_time, json_option, print_json
+from localft.cli.render import api_errors, base_url_option, emit_list, emit_object, emit_result, json_option
 from localft.client import connect
 
 MODEL_COLUMNS = ("id", "owned_by", "created")
@@ -40,7 +40,7 @@ def list_models(builtin: bool, base_url: str | None, as_json: bool) -> None:
         return
     with connect(base_url) as conn, api_errors():
         items = list(conn.client.models.list().data)
-    emit_list(items, MODEL_COLUMNS, as_json, created=format_time)
+    emit_list(items, MODEL_COLUMNS, as_json)
 
 
 @models.command()
@@ -86,7 +86,7 @@ def rm(model_id: str, base_url: str | None, as_json: bool) -> None:
         return
     with connect(base_url) as conn, api_errors():
         deleted = conn.client.models.delete(model_id)
-    print_json(deleted) if as_json else click.echo(f"Deleted {deleted.id}")
+    emit_result(deleted, as_json, f"Deleted {deleted.id}")
 
 
 def _remove_builtin(name: str, as_json: bool) -> None:
@@ -94,12 +94,13 @@ def _remove_builtin(name: str, as_json: bool) -> None:
     from localft.settings import Settings
 
     removed = remove_cached(name, Settings.from_env().cache_dir)
-    if as_json:
-        print_json({"id": name, "object": "model", "deleted": bool(removed), "paths": [str(p) for p in removed]})
-    elif removed:
-        click.echo(f"Deleted the converted copy of {name} ({', '.join(str(p) for p in removed)})")
-    else:
-        click.echo(f"{name} has no converted copy to delete (its PyPI package, if installed, stays)")
+    paths = [str(p) for p in removed]
+    note = (
+        f"Deleted the converted copy of {name} ({', '.join(paths)})"
+        if removed
+        else f"{name} has no converted copy to delete (its PyPI package, if installed, stays)"
+    )
+    emit_result({"id": name, "object": "model", "deleted": bool(removed), "paths": paths}, as_json, note)
 
 
 def _builtin_rows() -> list[dict[str, str]]:

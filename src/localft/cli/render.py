@@ -113,24 +113,39 @@ def print_fields(data: dict[str, Any]) -> None:
         click.echo(f"{key.ljust(width)}  {_cell(value)}")
 
 
-def emit_list(items: Sequence[Any], columns: Sequence[str], as_json: bool, **formatters: Callable[[Any], str]) -> None:
-    """A list of SDK objects: a JSON array or a table of `columns` (with optional per-column formatters)."""
+TIME_FIELDS = ("created_at", "finished_at", "created", "estimated_finish")
+"""Unix timestamps in the API's objects, shown as UTC dates in tables and field lists (JSON keeps the numbers)."""
+
+
+def _with_dates(data: dict[str, Any]) -> dict[str, Any]:
+    for key in TIME_FIELDS:
+        if isinstance(data.get(key), int):
+            data[key] = format_time(data[key])
+    return data
+
+
+def emit_list(items: Sequence[Any], columns: Sequence[str], as_json: bool) -> None:
+    """A list of SDK objects (or dicts): a JSON array, or a table of `columns` with timestamps as dates."""
     data = [to_dict(item) for item in items]
     if as_json:
         print_json(data)
         return
-    for row in data:
-        for col, fmt in formatters.items():
-            row[col] = fmt(row.get(col))
-    print_table(data, columns)
+    print_table([_with_dates(row) for row in data], columns)
 
 
 def emit_object(obj: Any, as_json: bool) -> None:
+    """One SDK object: JSON, or aligned `key  value` lines with timestamps as dates."""
     data = to_dict(obj)
     if as_json:
         print_json(data)
         return
-    for key in ("created_at", "finished_at", "created", "estimated_finish"):
-        if isinstance(data.get(key), int):
-            data[key] = format_time(data[key])
-    print_fields(data)
+    print_fields(_with_dates(data))
+
+
+def emit_result(result: Any, as_json: bool, *lines: str) -> None:
+    """What a command did: `result` as JSON for scripts, or the short confirmation `lines` for humans."""
+    if as_json:
+        print_json(result)
+        return
+    for line in lines:
+        click.echo(line)
