@@ -62,8 +62,8 @@ def main() -> None:
         for n in shots:
             train_rows = _per_intent(train_frame, n)
             train_path = write_chat_jsonl(data / f"train-{n}.jsonl", train_rows, None)
-            # Encoder jobs need a validation file (localft's encoder training fails without one): the next
-            # training query of each intent that has one left.
+            # Encoder jobs get a validation file for their epoch-end metrics: the next training query of each
+            # intent that has one left.
             valid_path = write_chat_jsonl(data / f"validation-{n}.jsonl", _per_intent(train_frame, 1, skip=n), None)
             # One epoch at 50 per intent (3,850 examples) keeps the LLM within this benchmark's budget.
             hp = {"n_epochs": 1} if n >= 50 else None
@@ -96,8 +96,7 @@ def main() -> None:
         "every model. Fine-tuned models see the bare query. The zero-shot base model (a system prompt listing the",
         "77 intents) is only in the table when it was run (`LOCALFT_BENCH_ROUTER_ZERO_SHOT=1`): it costs several",
         "CPU seconds per query here. The published HR-router figures are not given in the brief: no published row.",
-        "Encoder jobs get a validation file of one unused training query per intent (localft's encoder training",
-        "currently fails without one).",
+        "Encoder jobs get a validation file of one unused training query per intent, for their epoch-end metrics.",
         "",
     ]
     for n, table in tables.items():
