@@ -1,7 +1,8 @@
 """`localft prepare` and `localft validate`: the data verbs, thin over localft.data.
 
-`prepare_options` is the option set of `prepare`, reusable by any command that accepts a CSV (`train`, `eval`):
-it adds the flags and hands the command one ready `prepare_opts: PrepareOptions` argument.
+`prepare_options` is the option set of `prepare`: it adds the flags and hands the command one ready
+`prepare_opts: PrepareOptions` argument. `optional_prepare_options` is the same for commands that take a CSV or
+prepared JSONL (`train`, `eval`, `compare`): `prepare_opts` is None when the input is JSONL.
 """
 
 from __future__ import annotations
@@ -98,11 +99,21 @@ _OPTION_NAMES = _option_names()
 
 def prepare_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """Add the `prepare` flags to a click command; it receives them as one `prepare_opts: PrepareOptions`."""
+    return _with_prepare_options(command, optional=False)
 
+
+def optional_prepare_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """`prepare_options` for commands that also read prepared chat JSONL: with neither --text-col nor --template
+    the input is JSONL and the command gets `prepare_opts=None` (the other flags are then not checked)."""
+    return _with_prepare_options(command, optional=True)
+
+
+def _with_prepare_options(command: Callable[..., Any], *, optional: bool) -> Callable[..., Any]:
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         raw = {name: kwargs.pop(name) for name in _OPTION_NAMES}
-        kwargs["prepare_opts"] = _build_options(raw)
+        is_table = raw["text_col"] is not None or raw["template"] is not None
+        kwargs["prepare_opts"] = _build_options(raw) if is_table or not optional else None
         return command(*args, **kwargs)
 
     for option in reversed(_OPTIONS):

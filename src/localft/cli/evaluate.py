@@ -21,7 +21,7 @@ from typing import Any
 
 import click
 
-from localft.cli.data import prepare_options, unescape
+from localft.cli.data import optional_prepare_options, unescape
 from localft.cli.render import CliError, api_errors
 from localft.client import connect
 from localft.data.prepare import PrepareOptions, prepare_file
@@ -37,36 +37,23 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")[:60] or "model"
 
 
-def _prepare_option_names() -> set[str]:
-    """The keyword names `prepare_options` adds (read from click's parameter list, not a private copy)."""
-
-    def probe(**kwargs: Any) -> None:
-        """Only carries the decorated parameters."""
-
-    params = getattr(prepare_options(probe), "__click_params__", [])
-    return {str(p.name) for p in params}
-
-
 def test_set_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """`prepare`'s flags, made optional: without --text-col/--template the input is read as chat JSONL.
 
     The command receives `prepare_opts` (None for JSONL) and `answer_format` (--separator, --none-label and
     --assistant-prefix, which describe answers in both cases).
     """
-    with_prepare = prepare_options(command)
-    prepare_names = _prepare_option_names()
+    with_prepare = optional_prepare_options(command)
 
     @functools.wraps(with_prepare)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        # Read before `with_prepare` folds the flags into `prepare_opts`, which is None for JSONL.
         fmt = AnswerFormat(
             separator=unescape(kwargs["separator"]) or ",",
             none_label=kwargs["none_label"],
             prefix=unescape(kwargs["assistant_prefix"]) or "",
             normalize="lenient" if kwargs.get("lenient") else "exact",
         )
-        if kwargs.get("text_col") is None and kwargs.get("template") is None:
-            own = {k: v for k, v in kwargs.items() if k not in prepare_names}
-            return command(*args, **own, prepare_opts=None, answer_format=fmt)
         return with_prepare(*args, **kwargs, answer_format=fmt)
 
     return wrapper

@@ -8,9 +8,7 @@ for the duration of the command (its data lives in LOCALFT_HOME, so `localft ser
 
 from __future__ import annotations
 
-import functools
 import json
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -19,7 +17,7 @@ import click
 import openai
 
 from localft.base_models import DEFAULT_BASE_MODEL
-from localft.cli.data import prepare_options
+from localft.cli.data import optional_prepare_options
 from localft.cli.jobs import EXIT_INTERRUPTED, hyperparameter_options, hyperparameters, watch_to_end
 from localft.cli.render import (
     EXIT_INVALID_DATA,
@@ -39,27 +37,9 @@ from localft.errors import InvalidRequestError, LocalftError
 EVAL_LIMIT = 200
 
 
-def prepare_or_prepared(command: Callable[..., Any]) -> Callable[..., Any]:
-    """`prepare_options`, except that with neither --text-col nor --template the input is taken as prepared
-    JSONL and the command gets `prepare_opts=None`."""
-    own = {param.name for param in getattr(command, "__click_params__", [])}
-    with_options = prepare_options(command)
-    names = [p.name for p in getattr(with_options, "__click_params__", []) if p.name not in own]
-
-    @functools.wraps(with_options)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if kwargs.get("text_col") is None and kwargs.get("template") is None:
-            for name in names:
-                kwargs.pop(name, None)
-            return command(*args, prepare_opts=None, **kwargs)
-        return with_options(*args, **kwargs)
-
-    return wrapper
-
-
 @click.command()
 @click.argument("data", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@prepare_or_prepared
+@optional_prepare_options
 @click.option("--model", default=DEFAULT_BASE_MODEL, show_default=True, help="Base model: name, alias or folder.")
 @click.option("--validation-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)
 @click.option("--test-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)

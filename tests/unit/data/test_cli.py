@@ -9,7 +9,7 @@ import click
 from click.testing import CliRunner
 
 from localft.cli import main
-from localft.cli.data import prepare_options
+from localft.cli.data import optional_prepare_options, prepare_options
 from localft.data.prepare import PrepareOptions
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets" / "data"
@@ -114,3 +114,24 @@ def test_prepare_options_is_reusable_by_other_commands() -> None:
     assert result.exit_code == 0, result.output
     assert seen[0].label_columns == ("a", "b") and seen[0].none_label == "clean"
     assert seen[0].splits == (("train", 0.9), ("test", 0.1))
+
+
+def test_optional_prepare_options_reads_jsonl_without_text_col_or_template() -> None:
+    seen: list[PrepareOptions | None] = []
+
+    @click.command()
+    @click.argument("path")
+    @optional_prepare_options
+    @click.option("--model")
+    def train(path: str, prepare_opts: PrepareOptions | None, model: str | None) -> None:
+        seen.append(prepare_opts)
+
+    # JSONL: the table flags are not checked (an unparsable --split is no error) and not passed on.
+    jsonl = CliRunner().invoke(train, ["x.jsonl", "--split", "nonsense", "--model", "m"])
+    assert jsonl.exit_code == 0, jsonl.output
+    table = CliRunner().invoke(train, ["x.csv", "--template", "{a}", "--label-col", "y", "--split", "train=.5,test=.5"])
+    assert table.exit_code == 0, table.output
+    assert seen[0] is None
+    assert seen[1] is not None and seen[1].template == "{a}" and seen[1].splits == (("train", 0.5), ("test", 0.5))
+    bad = CliRunner().invoke(train, ["x.csv", "--text-col", "t", "--split", "nonsense"])
+    assert bad.exit_code == 2 and "--split" in bad.output
