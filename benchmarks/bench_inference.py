@@ -1,11 +1,14 @@
 """Inference speed: one classification request (p50 latency) and concurrent requests (throughput), LLM and encoder.
 
     .venv/bin/python -m benchmarks.bench_inference [--requests 40] [--concurrent 96] [--threads 2]
+                                                   [--int8 off auto on]
 
 Uses the real built-in models (SmolLM2-135M-Instruct with a LoRA adapter, all-MiniLM-L6-v2 with a classification
 head) on SST-2 sentences from ../shared/datasets. Adapters and heads are freshly initialised: speed does not depend
 on what they learned. Two torch threads by default, as on the target machine; the load average is printed with the
-figures because on a shared machine it changes them several-fold. Prints a Markdown table.
+figures because on a shared machine it changes them several-fold. Each `--int8` policy (`LOCALFT_INT8`) gets its
+own engine, measured one after the other in the same run; a policy that holds a model exactly as a previous one
+did is not measured twice. Prints a Markdown table.
 """
 
 from __future__ import annotations
@@ -123,48 +126,68 @@ def main(argv: list[str] | None = None) -> None:
 
     from localft.base_models import local_model_dir
     from localft.inference.engine import InferenceEngine
-    from localft.inference.scoring import compute_dtype
+    from localft.inference.precision import compute_dtype, int8_applies
     from localft.inference.types import ChatRequest, ModelArtifact
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=40, help="sequential requests timed for the p50 latency")
     parser.add_argument("--concurrent", type=int, default=96, help="requests sent from 16 threads for throughput")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    parser.add_argument("--int8", nargs="*", default=["off", "auto", "on"], choices=["off", "auto", "on"])
     args = parser.parse_args([] if argv is None else argv)  # `python -m benchmarks` calls main() with its own argv
     torch.set_num_threads(args.threads)
     texts = _sentences(args.requests + args.concurrent)
     rows = []
+    held: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        engine = InferenceEngine(CACHE, device="cpu")
         setups = [
-            ("SmolLM2-135M + LoRA", "smollm2-135m-instruct", _lora_checkpoint),
-            ("MiniLM-L6 + head", "minilm-l6", _encoder_checkpoint),
+            ("SmolLM2-135M + LoRA", "smollm2-135m-instruct", "causal_lm", _lora_checkpoint),
+            ("MiniLM-L6 + head", "minilm-l6", "encoder", _encoder_checkpoint),
         ]
-        for name, base, make in setups:
+        for name, base, family, make in setups:
             checkpoint = make(local_model_dir(base, CACHE), Path(tmp) / base)
             artifact = ModelArtifact(name, base, checkpoint)
+            measured: set[bool] = set()
+            for policy in args.int8:
+                int8 = int8_applies(policy, family, "cpu")
+                if int8 in measured:
+                    continue
+                measured.add(int8)
+                engine = InferenceEngine(CACHE, device="cpu", int8=policy)
+                weights = "int8" if int8 else str(compute_dtype("cpu")).removeprefix("torch.")
 
-            def call(text: str, artifact: ModelArtifact = artifact) -> object:
-                messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": text}]
-                return engine.chat(artifact, ChatRequest(messages, temperature=0, logprobs=True, top_logprobs=2))
+                def call(text: str, engine: InferenceEngine = engine, artifact: ModelArtifact = artifact) -> object:
+                    messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": text}]
+                    return engine.chat(artifact, ChatRequest(messages, temperature=0, logprobs=True, top_logprobs=2))
 
-            p50, cpu = _latency(call, texts[: args.requests])
-            batches = engine.scorer.batches_run
-            rate = _throughput(call, texts[args.requests :], threads=16)
-            mean_batch = args.concurrent / max(1, engine.scorer.batches_run - batches)
-            rows.append((name, f"{p50 * 1000:.0f}", f"{cpu * 1000:.0f}", f"{rate:.1f}", f"{mean_batch:.1f}"))
-            if base == "smollm2-135m-instruct":
-                bare, bare_cpu = _latency(_bare_forward(engine, base, texts), texts[: args.requests])
-                rows.append(("(reference: one bare forward)", f"{bare * 1000:.0f}", f"{bare_cpu * 1000:.0f}", "", ""))
-        held = engine.memory_bytes
+                p50, cpu = _latency(call, texts[: args.requests])
+                batches = engine.scorer.batches_run
+                rate = _throughput(call, texts[args.requests :], threads=16)
+                mean_batch = args.concurrent / max(1, engine.scorer.batches_run - batches)
+                cells = [f"{p50 * 1000:.0f}", f"{cpu * 1000:.0f}", f"{rate:.1f}", f"{mean_batch:.1f}"]
+                rows.append((name, weights, *cells))
+                held[f"{name} ({weights})"] = engine.memory_bytes / 2**20
+                if family == "causal_lm" and not int8:
+                    bare, bare_cpu = _latency(_bare_forward(engine, base, texts), texts[: args.requests])
+                    rows.append(
+                        (
+                            "(reference: one bare forward)",
+                            weights,
+                            f"{bare * 1000:.0f}",
+                            f"{bare_cpu * 1000:.0f}",
+                            "",
+                            "",
+                        )
+                    )
+                del engine
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     load = os.getloadavg()
     print(f"torch threads: {args.threads}; load average during the run: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}\n")
-    print("| model | one request p50 (ms) | CPU per request p50 (ms) | concurrent requests/s | mean batch |")
-    print("|---|---|---|---|---|")
+    print("| model | weights | one request p50 (ms) | CPU per request p50 (ms) | concurrent requests/s | mean batch |")
+    print("|---|---|---|---|---|---|")
     for row in rows:
         print("| " + " | ".join(row) + " |")
-    print(f"\nweights held by the engine (both models, {compute_dtype('cpu')}): {held / 2**20:.0f} MiB")
+    print("\nweights held by the engine: " + ", ".join(f"{k} {v:.0f} MiB" for k, v in held.items()))
     print(f"peak RSS of the benchmark process (includes building the test checkpoints in fp32): {peak:.0f} MiB")
 
 

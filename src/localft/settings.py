@@ -9,11 +9,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Literal, get_args
 
 ENV_PREFIX = "LOCALFT_"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 DEFAULT_MAX_UPLOAD_BYTES = 512 * 1024 * 1024
+Int8Policy = Literal["auto", "on", "off"]
+INT8_CHOICES: tuple[Int8Policy, ...] = get_args(Int8Policy)
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -47,6 +50,13 @@ class Settings:
     threads: int = 0
     """CPU threads for training and inference (`LOCALFT_THREADS`); 0 leaves torch's default, one per core. Set it
     lower when other processes share the cores: a thread that waits for a descheduled sibling stalls every step."""
+    int8: Int8Policy = "auto"
+    """Inference in int8 on the CPU (`LOCALFT_INT8`): `auto` for encoders only, `on` for every model, `off` never.
+    Measured in BENCHMARKS.md ("Inference precision"); training always runs in float."""
+
+    def __post_init__(self) -> None:
+        if self.int8 not in INT8_CHOICES:
+            raise ValueError(f"LOCALFT_INT8 must be one of {', '.join(INT8_CHOICES)}, not {self.int8!r}.")
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -64,6 +74,7 @@ class Settings:
             organization=_env("ORGANIZATION", "localft") or "localft",
             cache_root=Path(cache) if (cache := _env("CACHE_DIR")) else None,
             threads=int(_env("THREADS", "0") or 0),
+            int8=_env("INT8", "auto") or "auto",  # type: ignore[arg-type]  # checked in __post_init__
         )
         return replace(settings, **overrides)  # type: ignore[arg-type]
 

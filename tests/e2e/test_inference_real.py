@@ -19,7 +19,7 @@ import torch
 
 from localft.base_models import local_model_dir
 from localft.inference.engine import InferenceEngine
-from localft.inference.scoring import compute_dtype
+from localft.inference.precision import compute_dtype
 from localft.inference.types import ChatRequest, ModelArtifact
 from localft.training.checkpoint import CheckpointMeta, write_meta
 

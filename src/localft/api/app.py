@@ -59,7 +59,9 @@ class _EngineHolder:
             if self._engine is None:
                 from localft.inference.engine import InferenceEngine
 
-                self._engine = InferenceEngine(self.settings.cache_dir, device=self.settings.device)
+                self._engine = InferenceEngine(
+                    self.settings.cache_dir, device=self.settings.device, int8=self.settings.int8
+                )
             return self._engine
 
     def evict(self, checkpoint_dir: Path) -> None:

@@ -169,7 +169,7 @@ def model_access(base_url: str | None, api_key: str | None, in_process: bool) ->
         from localft.settings import Settings
 
         settings = Settings.from_env()
-        engine = InferenceEngine(settings.cache_dir, device=settings.device)
+        engine = InferenceEngine(settings.cache_dir, device=settings.device, int8=settings.int8)
 
         def sender(model: str) -> Send:
             return engine_sender(engine, model)

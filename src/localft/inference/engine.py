@@ -14,7 +14,8 @@ What answers depends on the model and the request:
 A scored answer is atomic: `max_tokens`, `stop` and `logit_bias` shape free generation only, since cutting or
 biasing a label would make it invalid. `logprobs` of a scored answer hold the whole answer as one "token" whose
 `top_logprobs` are the other answers; multi-label answers of causal LMs carry `label_probs` (the probability of each
-label when it was decided) but no `logprobs`. Label probabilities are exact up to bf16 rounding of the weights.
+label when it was decided) but no `logprobs`. Label probabilities are exact for the weights as held: bf16 where the
+device has it, int8 linear layers where the precision policy says so (precision.py).
 
 Thread-safe: requests from many threads share one compute lock, and label scoring of concurrent requests is batched
 (see batching.py). Weights live in a memory-bounded LRU cache shared by all requests (see models.py).
@@ -48,6 +49,7 @@ from localft.inference.scoring import (
     score_rows,
 )
 from localft.inference.types import ChatChoice, ChatRequest, ChatResult, ModelArtifact
+from localft.settings import Int8Policy
 
 JobKind = Literal["causal", "encoder", "embed"]
 MAX_PREFIXES = 32
@@ -67,11 +69,17 @@ class _Job:
 class InferenceEngine:
     """Answers chat requests for base models and fine-tuned checkpoints."""
 
-    def __init__(self, cache_dir: Path, device: str = "auto", max_memory_bytes: int = DEFAULT_MAX_MEMORY_BYTES) -> None:
+    def __init__(
+        self,
+        cache_dir: Path,
+        device: str = "auto",
+        max_memory_bytes: int = DEFAULT_MAX_MEMORY_BYTES,
+        int8: Int8Policy = "auto",
+    ) -> None:
         self.cache_dir = Path(cache_dir)
         self.device = resolve_device(device)
         self._lock = threading.RLock()
-        self._weights = WeightCache(self.device, max_memory_bytes)
+        self._weights = WeightCache(self.device, max_memory_bytes, int8)
         self._infos: dict[str, ModelInfo] = {}
         self._infos_lock = threading.Lock()
         self._prefixes: OrderedDict[tuple[str, tuple[int, ...]], Any] = OrderedDict()

@@ -21,8 +21,9 @@ from typing import Any, Literal
 from localft.base_models import get_spec, local_model_dir
 from localft.base_models.templates import TemplateKind, end_of_turn, template_kind
 from localft.errors import ModelError
-from localft.inference import scoring
+from localft.inference import precision
 from localft.inference.types import ModelArtifact
+from localft.settings import Int8Policy
 from localft.training.checkpoint import CheckpointMeta, read_checkpoint
 
 Family = Literal["causal_lm", "encoder"]
@@ -94,10 +95,6 @@ def describe(artifact: ModelArtifact, cache_dir: Path) -> ModelInfo:
     )
 
 
-def _param_bytes(model: Any) -> int:
-    return sum(p.numel() * p.element_size() for p in model.parameters())
-
-
 def _folder_bytes(folder: Path) -> int:
     return sum(f.stat().st_size for f in folder.rglob("*.safetensors")) or sum(
         f.stat().st_size for f in folder.rglob("*.bin")
@@ -118,9 +115,10 @@ class WeightCache:
     Not thread-safe on its own: the engine calls it only while holding its compute lock.
     """
 
-    def __init__(self, device: str, max_bytes: int = DEFAULT_MAX_MEMORY_BYTES) -> None:
+    def __init__(self, device: str, max_bytes: int = DEFAULT_MAX_MEMORY_BYTES, int8: Int8Policy = "auto") -> None:
         self.device = device
         self.max_bytes = max_bytes
+        self.int8 = int8
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._adapter_owner: dict[str, str] = {}
         """Checkpoint key -> key of the base entry holding its adapter."""
@@ -152,8 +150,9 @@ class WeightCache:
                 model = AutoModelForSequenceClassification.from_pretrained(info.checkpoint / "model")
             else:
                 model = AutoModel.from_pretrained(info.base_dir)
-            model.to(self.device, dtype=scoring.compute_dtype(self.device)).eval()
-            entry = self._put(info.key, _Entry(model=model, nbytes=_param_bytes(model)))
+            model.to(self.device, dtype=self._dtype("encoder")).eval()
+            self._quantize(model, "encoder")
+            entry = self._put(info.key, _Entry(model=model, nbytes=precision.held_bytes(model)))
         return entry.model
 
     def evict(self, key: str) -> bool:
@@ -197,12 +196,24 @@ class WeightCache:
         from transformers import AutoModelForCausalLM
 
         try:
-            dtype = scoring.compute_dtype(self.device)
-            model: Any = AutoModelForCausalLM.from_pretrained(info.base_dir, dtype=dtype)
+            model: Any = AutoModelForCausalLM.from_pretrained(info.base_dir, dtype=self._dtype("causal_lm"))
         except (OSError, ValueError) as exc:
             raise ModelError(f"Could not load base model from {info.base_dir}: {exc}") from exc
         model = model.to(self.device).eval()
-        return self._put(key, _Entry(model=model, nbytes=_param_bytes(model)))
+        self._quantize(model, "causal_lm")  # before any adapter wraps it: the adapters share the int8 base
+        return self._put(key, _Entry(model=model, nbytes=precision.held_bytes(model)))
+
+    def _dtype(self, family: Family) -> Any:
+        """The float dtype weights load in; int8 layers take float32 inputs, so a quantized model stays float32."""
+        import torch
+
+        if precision.int8_applies(self.int8, family, self.device):
+            return torch.float32
+        return precision.compute_dtype(self.device)
+
+    def _quantize(self, model: Any, family: Family) -> None:
+        if precision.int8_applies(self.int8, family, self.device):
+            precision.quantize_linears(model)
 
     def _load_adapter(self, entry: _Entry, info: ModelInfo, base_key: str) -> None:
         from peft import PeftModel

@@ -12,8 +12,6 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import cache
-from pathlib import Path
 from typing import Any
 
 from localft.base_models.templates import Prompt
@@ -59,27 +57,6 @@ def build_row(tokenize: Callable[..., Any], prompt: Prompt, answers: Sequence[st
         prompt_tokens=len(alone),
         shared_prefix=prefix_len,
     )
-
-
-@cache
-def bf16_supported(device: str) -> bool:
-    """bf16 pays off on GPUs that have it and CPUs with native bf16 instructions (AVX512-BF16, AMX)."""
-    import torch
-
-    if device.startswith("cuda"):
-        return bool(torch.cuda.is_bf16_supported())
-    cpuinfo = Path("/proc/cpuinfo")
-    flags = cpuinfo.read_text() if cpuinfo.is_file() else ""
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def compute_dtype(device: str) -> Any:
-    """Weights are held in bf16 where supported: measured here, autocast over fp32 weights was 3x slower than
-    fp32 (it re-casts every weight on every call), bf16 weights 1.3-1.5x faster. Training's autocast multiplies
-    in bf16 too, so the answers match what validation saw within rounding."""
-    import torch
-
-    return torch.bfloat16 if bf16_supported(device) else torch.float32
 
 
 def prefix_cache(model: Any, prefix_ids: Sequence[int], device: str) -> Any:
