@@ -1,8 +1,9 @@
 """Scoring fixed answers instead of generating them: how a classifier stays inside its label set.
 
 For a causal LM, each candidate answer's score is the sum of the log-probabilities of its tokens after the prompt
-(the same quantity training's validation uses). The prompt runs once per request; its KV cache is then shared by
-every candidate, so 77 labels cost one prompt pass plus one small batched pass over the label tokens. Prompt and
+(the same quantity training's validation uses). Prompt and candidates run in one forward pass under a tree-shaped
+attention mask, so 77 labels cost one pass over the prompt plus their own tokens, and a request reads the weights
+once (on a CPU the second pass of a prompt-then-labels scheme cost as much as the first). Prompt and
 answer are tokenized together (BPE merges across the boundary: `Outcome: cited` is not `Outcome:` + ` cited`) and
 the tokens every candidate shares are treated as prompt. Encoders produce all label scores in one forward pass.
 """
@@ -16,8 +17,9 @@ from typing import Any
 
 from localft.base_models.templates import Prompt
 
-MAX_CANDIDATE_ROWS = 64
-"""Candidate rows per pass: bounds the logits tensor (rows x tokens x vocabulary) for large label sets."""
+MAX_LOGITS = 64 * 1024 * 1024
+"""Logits computed per forward pass (positions x vocabulary, float32: 256 MB): bounds memory for large label sets.
+Rows are split into several passes beyond it; a single row that exceeds it still runs alone."""
 
 
 @dataclass(frozen=True)
@@ -71,26 +73,71 @@ def prefix_cache(model: Any, prefix_ids: Sequence[int], device: str) -> Any:
 def score_rows(
     model: Any, rows: Sequence[ScoreRow], pad_id: int, device: str, prefix: tuple[int, Any] | None = None
 ) -> list[list[float]]:
-    """Summed log-probability of every candidate of every row, in one prompt pass and few candidate passes.
+    """Summed log-probability of every candidate of every row, prompts and candidates in one forward pass.
+
+    Each row's sequence is its prompt followed by all its candidates side by side, under a tree-shaped attention
+    mask: prompt tokens see the prompt before them, a candidate's tokens see the prompt and that candidate's own
+    earlier tokens, never another candidate. Position ids restart after the prompt for every candidate, so each
+    is scored exactly as if it alone followed the prompt. A candidate's last token is never fed (nothing is
+    predicted after it), so single-token candidates cost nothing beyond the prompt.
 
     With `prefix` = (length, cache from `prefix_cache`), every row's prompt starts with those tokens: only the rest
-    of each prompt runs, after the cached prefix (padding sits between prefix and rest, masked out).
+    of each prompt runs, attending to the cached prefix.
     """
+    vocab = int(model.get_output_embeddings().out_features)
+    scores: list[list[float]] = []
+    batch: list[ScoreRow] = []
+    for row in rows:
+        width = 1 + max(_fed(r) for r in [*batch, row])  # logits kept per row: the prompt's last + fed tokens
+        if batch and (len(batch) + 1) * width * vocab > MAX_LOGITS:
+            scores.extend(_score_batch(model, batch, pad_id, device, prefix))
+            batch = []
+        batch.append(row)
+    if batch:
+        scores.extend(_score_batch(model, batch, pad_id, device, prefix))
+    return scores
+
+
+def _fed(row: ScoreRow) -> int:
+    return sum(len(c) - 1 for c in row.candidates)
+
+
+def _score_batch(
+    model: Any, rows: Sequence[ScoreRow], pad_id: int, device: str, prefix: tuple[int, Any] | None
+) -> list[list[float]]:
     import torch
 
     skip, prefix_kv = prefix if prefix is not None else (0, None)
-    lengths = torch.tensor([len(r.prompt_ids) for r in rows])
-    width = int(lengths.max()) - skip
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), skip + width), dtype=torch.long)
-    mask[:, :skip] = 1
-    for i, row in enumerate(rows):  # left padding: every prompt ends at the last column
-        rest = row.prompt_ids[skip:]
-        ids[i, width - len(rest) :] = torch.tensor(rest)
-        mask[i, skip + width - len(rest) :] = 1
-    positions = ((mask.cumsum(-1) - 1).clamp(min=0))[:, skip:]
-    flat = [(i, cand) for i, row in enumerate(rows) for cand in row.candidates]
-    scores: list[float] = []
+    rests = [row.prompt_ids[skip:] for row in rows]
+    prompt_width = max(len(rest) for rest in rests)  # prompts are left-padded to end in the same column
+    length = prompt_width + max(_fed(row) for row in rows)
+    ids = torch.full((len(rows), length), pad_id, dtype=torch.long)
+    positions = torch.zeros((len(rows), length), dtype=torch.long)
+    allowed = torch.zeros((len(rows), length, skip + length), dtype=torch.bool)
+    allowed[:, :, :skip] = True
+    starts: list[list[int]] = []  # per row: column of each candidate's first fed token
+    for i, (row, rest) in enumerate(zip(rows, rests, strict=True)):
+        begin = prompt_width - len(rest)
+        ids[i, begin:prompt_width] = torch.tensor(rest)
+        positions[i, begin:prompt_width] = skip + torch.arange(len(rest))
+        allowed[i, begin:prompt_width, skip + begin : skip + prompt_width] = _causal(len(rest))
+        column, row_starts = prompt_width, []
+        for candidate in row.candidates:
+            fed = candidate[:-1]
+            row_starts.append(column)
+            if fed:
+                span = slice(column, column + len(fed))
+                ids[i, span] = torch.tensor(fed)
+                positions[i, span] = skip + len(rest) + torch.arange(len(fed))
+                allowed[i, span, skip + begin : skip + prompt_width] = True
+                allowed[i, span, skip + span.start : skip + span.stop] = _causal(len(fed))
+            column += len(fed)
+        starts.append(row_starts)
+        padding = [c for c in range(length) if not begin <= c < column]
+        allowed[i, padding, [skip + c for c in padding]] = True  # padding sees itself: no all-masked softmax row
+    dtype = next(p for p in model.parameters() if p.is_floating_point()).dtype  # the attention's dtype
+    mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)
+    kept = torch.arange(prompt_width - 1, length)  # the prompt's last position predicts every first token
     with torch.inference_mode():
         cache = None
         if prefix_kv is not None:
@@ -98,59 +145,28 @@ def score_rows(
             cache.reorder_cache(torch.zeros(len(rows), dtype=torch.long, device=device))
         out = model(
             input_ids=ids.to(device),
-            attention_mask=mask.to(device),
+            attention_mask=mask[:, None].to(device),
             position_ids=positions.to(device),
             past_key_values=cache,
-            use_cache=True,
-            logits_to_keep=1,
+            use_cache=cache is not None,
+            logits_to_keep=kept.to(device),
         )
-        first_logprobs = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
-        cache = out.past_key_values
-        chunks = [flat[s : s + MAX_CANDIDATE_ROWS] for s in range(0, len(flat), MAX_CANDIDATE_ROWS)]
-        for chunk in chunks:
-            chunk_cache = copy.deepcopy(cache) if len(chunks) > 1 else cache
-            scores.extend(_score_chunk(model, chunk, chunk_cache, first_logprobs, mask, lengths, pad_id, device))
-    result: list[list[float]] = []
-    for row in rows:
-        result.append(scores[: len(row.candidates)])
-        scores = scores[len(row.candidates) :]
+        logprobs = torch.log_softmax(out.logits.float(), dim=-1).cpu()
+    result = []
+    for i, row in enumerate(rows):
+        row_scores = []
+        for candidate, start in zip(row.candidates, starts[i], strict=True):
+            # Kept index 0 is the prompt's last position; fed token at column c predicts the next token at c + 1.
+            at = [0] + [start - (prompt_width - 1) + j for j in range(len(candidate) - 1)]
+            row_scores.append(float(logprobs[i, at, candidate].sum()))
+        result.append(row_scores)
     return result
 
 
-def _score_chunk(
-    model: Any,
-    chunk: list[tuple[int, list[int]]],
-    cache: Any,
-    first_logprobs: Any,
-    prompt_mask: Any,
-    prompt_lengths: Any,
-    pad_id: int,
-    device: str,
-) -> list[float]:
+def _causal(n: int) -> Any:
     import torch
 
-    owners = torch.tensor([i for i, _ in chunk])
-    width = max(len(c) for _, c in chunk)
-    ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(chunk), width), dtype=torch.long)
-    for r, (_, cand) in enumerate(chunk):
-        ids[r, : len(cand)] = torch.tensor(cand)
-        mask[r, : len(cand)] = 1
-    first = first_logprobs[owners.to(first_logprobs.device), ids[:, 0].to(first_logprobs.device)].cpu()
-    if width == 1:
-        return [float(x) for x in first]
-    cache.reorder_cache(owners.to(device))
-    out = model(
-        input_ids=ids.to(device),
-        attention_mask=torch.cat([prompt_mask[owners], mask], dim=1).to(device),
-        position_ids=(prompt_lengths[owners, None] + torch.arange(width)).to(device),
-        past_key_values=cache,
-        use_cache=True,
-    )
-    # Position j predicts token j+1; the first token was predicted by the prompt's last position.
-    logprobs = torch.log_softmax(out.logits[:, :-1].float(), dim=-1).cpu()
-    following = logprobs.gather(-1, ids[:, 1:, None]).squeeze(-1) * mask[:, 1:]
-    return [float(x) for x in first + following.sum(-1)]
+    return torch.ones((n, n), dtype=torch.bool).tril()
 
 
 def encoder_logits(model: Any, tokenize: Callable[..., Any], texts: Sequence[str], max_length: int, device: str) -> Any:

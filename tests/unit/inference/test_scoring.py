@@ -38,15 +38,34 @@ def test_cached_scoring_matches_full_forward_passes(tiny_causal_lm: Path) -> Non
         assert score_rows(model, [row], tokenizer.pad_token_id, "cpu")[0] == pytest.approx(expected, abs=1e-4)
 
 
-def test_many_candidates_are_scored_in_chunks(tiny_causal_lm: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rows_beyond_the_logits_budget_are_scored_in_several_passes(
+    tiny_causal_lm: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     tokenizer = AutoTokenizer.from_pretrained(tiny_causal_lm)
     model = AutoModelForCausalLM.from_pretrained(tiny_causal_lm).eval()
-    prompt = render_prompt(tokenizer, [{"role": "user", "content": "my bag"}], "model")
     answers = [f"label {i}<|im_end|>" for i in range(7)]
-    row = build_row(tokenizer, prompt, answers)
-    whole = score_rows(model, [row], tokenizer.pad_token_id, "cpu")[0]
-    monkeypatch.setattr(scoring, "MAX_CANDIDATE_ROWS", 3)
-    assert score_rows(model, [row], tokenizer.pad_token_id, "cpu")[0] == pytest.approx(whole, abs=1e-5)
+    rows = [
+        build_row(tokenizer, render_prompt(tokenizer, [{"role": "user", "content": text}], "model"), answers)
+        for text in ("my bag", "a much longer message about the lost bag and the gate", "ok")
+    ]
+    whole = score_rows(model, rows, tokenizer.pad_token_id, "cpu")
+    passes = []
+    monkeypatch.setattr(scoring, "_score_batch", _counting(scoring._score_batch, passes))
+    monkeypatch.setattr(scoring, "MAX_LOGITS", 1)  # every row alone, each still over the budget
+    split = score_rows(model, rows, tokenizer.pad_token_id, "cpu")
+    assert passes == [1, 1, 1]
+    for alone, together in zip(split, whole, strict=True):
+        assert alone == pytest.approx(together, abs=1e-5)
+    for row, scores in zip(rows, whole, strict=True):
+        assert scores == pytest.approx([brute_force(model, row.prompt_ids, c) for c in row.candidates], abs=1e-4)
+
+
+def _counting(score_batch, passes):  # type: ignore[no-untyped-def]
+    def wrapped(model, rows, *args):  # type: ignore[no-untyped-def]
+        passes.append(len(rows))
+        return score_batch(model, rows, *args)
+
+    return wrapped
 
 
 def test_build_row_shares_only_common_tokens(tiny_causal_lm: Path) -> None:
