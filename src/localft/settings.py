@@ -51,8 +51,8 @@ class Settings:
     """CPU threads for training and inference (`LOCALFT_THREADS`); 0 leaves torch's default, one per core. Set it
     lower when other processes share the cores: a thread that waits for a descheduled sibling stalls every step."""
     int8: Int8Policy = "auto"
-    """Inference in int8 on the CPU (`LOCALFT_INT8`): `auto` for encoders only, `on` for every model, `off` never.
-    Measured in BENCHMARKS.md ("Inference precision"); training always runs in float."""
+    """Inference in int8 on the CPU (`LOCALFT_INT8`): `auto` for encoders on CPUs without native bf16, `on` for
+    every model, `off` never. Measured in BENCHMARKS.md ("Inference precision"); training always runs in float."""
 
     def __post_init__(self) -> None:
         if self.int8 not in INT8_CHOICES:

@@ -6,7 +6,8 @@ call) multiplies with integer instructions instead: measured 2.3x faster for Min
 survive it depends on the model: BERT-style encoders keep their decisions, SmolLM2's MLP activations have
 outliers that per-tensor activation scales flatten (BENCHMARKS.md, "Inference precision"). Hence the policy:
 
-- `auto` (default): int8 for encoders on the CPU, causal LMs stay in float;
+- `auto` (default): int8 for encoders on a CPU without native bf16, where it is the fast path; with native bf16,
+  bf16 weights were nearly as fast and changed no answer, so they stay; causal LMs stay in float;
 - `on`: int8 for both families on the CPU (faster, at a measured cost in answer quality for small LLMs);
 - `off`: float only.
 
@@ -56,7 +57,7 @@ def int8_applies(policy: Int8Policy, family: str, device: str) -> bool:
     """Whether a model of `family` is quantized under `policy` on `device` (int8 kernels exist on the CPU only)."""
     if policy == "off" or not device.startswith("cpu") or not int8_available():
         return False
-    return policy == "on" or family == "encoder"
+    return policy == "on" or (family == "encoder" and not bf16_supported(device))
 
 
 @cache

@@ -22,16 +22,20 @@ def ask(text: str) -> ChatRequest:
 
 
 @pytest.mark.parametrize(
-    ("policy", "family", "device", "expected"),
+    ("policy", "family", "device", "native_bf16", "expected"),
     [
-        ("auto", "encoder", "cpu", True),
-        ("auto", "causal_lm", "cpu", False),
-        ("on", "causal_lm", "cpu", True),
-        ("off", "encoder", "cpu", False),
-        ("on", "encoder", "cuda:0", False),
+        ("auto", "encoder", "cpu", False, True),
+        ("auto", "encoder", "cpu", True, False),
+        ("auto", "causal_lm", "cpu", False, False),
+        ("on", "causal_lm", "cpu", True, True),
+        ("off", "encoder", "cpu", False, False),
+        ("on", "encoder", "cuda:0", False, False),
     ],
 )
-def test_policy_decides_per_family_and_device(policy: Any, family: str, device: str, expected: bool) -> None:
+def test_policy_decides_per_family_device_and_cpu(
+    policy: Any, family: str, device: str, native_bf16: bool, expected: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(precision, "bf16_supported", lambda device: native_bf16)
     assert precision.int8_applies(policy, family, device) is expected
 
 
@@ -107,15 +111,15 @@ def test_int8_adapters_answer_like_float_and_share_one_base(
     assert answers["on"][0] != answers["on"][len(TEXTS)]  # the two adapters still answer differently
 
 
-def test_auto_quantizes_a_fine_tuned_encoder_with_close_probabilities(
+def test_int8_encoder_answers_with_close_probabilities(
     tmp_path: Path, tiny_encoder: Path, encoder_checkpoint: Path
 ) -> None:
     artifact = ModelArtifact("ft:enc:localft::abc12345", str(tiny_encoder), encoder_checkpoint)
     results = {}
-    for policy in ("off", "auto"):
+    for policy in ("off", "on"):
         engine = InferenceEngine(tmp_path / "cache", device="cpu", int8=policy)  # type: ignore[arg-type]
         results[policy] = [engine.chat(artifact, ask(text)).choices[0].label_probs for text in TEXTS]
         model = engine._weights.encoder(engine.describe(artifact))
-        assert any(hasattr(m, "int8_bytes") for m in model.modules()) is (policy == "auto")
-    for exact, quantized in zip(results["off"], results["auto"], strict=True):
+        assert any(hasattr(m, "int8_bytes") for m in model.modules()) is (policy == "on")
+    for exact, quantized in zip(results["off"], results["on"], strict=True):
         assert quantized == pytest.approx(exact, abs=0.05)
