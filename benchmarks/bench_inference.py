@@ -83,7 +83,7 @@ def _latency(call: Callable[[str], object], texts: list[str]) -> tuple[float, fl
 
 
 def _bare_forward(engine: object, base: str, texts: list[str]) -> Callable[[str], object]:
-    """One plain forward pass of the base model over the same prompt: the floor any request pays."""
+    """One plain forward pass of the base model over the whole prompt (no cached system prompt, no labels)."""
     import torch
 
     from localft.base_models.templates import render_prompt
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> None:
                     bare, bare_cpu = _latency(_bare_forward(engine, base, texts), texts[: args.requests])
                     rows.append(
                         (
-                            "(reference: one bare forward)",
+                            "(reference: bare forward of the whole prompt)",
                             weights,
                             f"{bare * 1000:.0f}",
                             f"{bare_cpu * 1000:.0f}",
