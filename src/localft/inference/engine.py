@@ -33,14 +33,7 @@ from typing import Any, Literal
 import numpy as np
 
 from localft.base_models import resolve_device
-from localft.base_models.templates import Prompt, encoder_text, render_prompt
-from localft.errors import InvalidRequestError
-from localft.inference import choices as ch
-from localft.inference.batching import Combiner
-from localft.inference.generate import generate
-from localft.inference.models import DEFAULT_MAX_MEMORY_BYTES, ModelInfo, WeightCache, active_adapter, describe
-from localft.inference.prompt import continuation, shared_prefix_text
-from localft.inference.scoring import (
+from localft.base_models.scoring import (
     ScoreRow,
     build_row,
     encoder_embeddings,
@@ -48,6 +41,13 @@ from localft.inference.scoring import (
     prefix_cache,
     score_rows,
 )
+from localft.base_models.templates import Prompt, encoder_text, render_prompt
+from localft.errors import InvalidRequestError
+from localft.inference import choices as ch
+from localft.inference.batching import Combiner
+from localft.inference.generate import generate
+from localft.inference.models import DEFAULT_MAX_MEMORY_BYTES, ModelInfo, WeightCache, active_adapter, describe
+from localft.inference.prompt import continuation, shared_prefix_text
 from localft.inference.types import ChatChoice, ChatRequest, ChatResult, ModelArtifact
 from localft.settings import Int8Policy
 

@@ -5,13 +5,13 @@ computing logits only where the loss needs them. The LM head projects onto the w
 SmolLM2, 262k for Gemma 3), so running it over every position of a prompt whose tokens carry no loss costs more than
 the transformer layers; the decoder body runs on the full sequence and the head only on the answer positions.
 
-Classifier validation scores every label the way inference does: the summed log-probability of the label's tokens
-(assistant prefix, label, end of turn) after the prompt, with the prompt's KV cache shared by all candidates.
+Classifier validation scores every label with inference's own scorer (`localft.base_models.scoring`): the summed
+log-probability of the label's tokens (assistant prefix, label, end of turn) after the prompt, many validation
+prompts and all their labels per forward pass.
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +20,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from localft.base_models.scoring import ScoreRow, score_rows
 from localft.eval.metrics import classification_metrics, multilabel_metrics
 from localft.training.auto import LORA_ALPHA, LORA_RANK
 from localft.training.dataset import IGNORE, ChatEncoder, ChatExample, Encoded
@@ -27,8 +28,8 @@ from localft.training.loop import BatchLoss, Evaluation, autocast, bf16_availabl
 from localft.training.task import TaskInfo
 
 ATTENTION_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj")
-CANDIDATES_PER_PASS = 32
-"""Candidate answers scored per forward (bounds the rows x tokens x vocabulary logits tensor)."""
+VALIDATION_ROWS_PER_PASS = 16
+"""Validation prompts scored per forward pass (the scorer splits further where the logits would be too large)."""
 
 
 @dataclass(frozen=True)
@@ -146,18 +147,28 @@ class CausalLearner:
 
     # --- classification ----------------------------------------------------------------------------------------
 
-    def predict(self, context: list[dict[str, Any]]) -> str:
-        """The candidate answer with the highest summed log-probability after the prompt."""
-        prompt, answers = self.encoder.prompt_and_answers(context, self.candidates)
-        scores = self.score(prompt, answers)
-        return self.candidates[max(range(len(scores)), key=scores.__getitem__)]
+    def predict(self, contexts: Sequence[list[dict[str, Any]]]) -> list[str]:
+        """For each context, the candidate answer with the highest summed log-probability after its prompt."""
+        rows = []
+        for context in contexts:
+            prompt, answers = self.encoder.prompt_and_answers(context, self.candidates)
+            rows.append(ScoreRow(prompt_ids=prompt, candidates=answers, prompt_tokens=len(prompt)))
+        self.set_training(False)
+        predicted = []
+        for start in range(0, len(rows), VALIDATION_ROWS_PER_PASS):
+            with torch.inference_mode(), autocast(self.device):
+                scores = score_rows(
+                    self.model, rows[start : start + VALIDATION_ROWS_PER_PASS], self._pad_id, self.device
+                )
+            predicted += [self.candidates[max(range(len(s)), key=s.__getitem__)] for s in scores]
+        return predicted
 
     def _classification(self, items: Sequence[CausalItem]) -> dict[str, float]:
         if not self.task.multi_label:  # a validation answer outside the training labels cannot be scored
             items = [it for it in items if self.task.label_of(it.answer).strip() in self.task.labels]
         if not items:
             return {}
-        predicted = [self.predict(it.context) for it in items]
+        predicted = self.predict([it.context for it in items])
         if self.task.multi_label:
             multi = multilabel_metrics(
                 [self.task.label_set(it.answer) for it in items],
@@ -171,30 +182,3 @@ class CausalLearner:
             self.task.labels,
         )
         return {"accuracy": single.accuracy, "macro_f1": single.macro_f1, "weighted_f1": single.weighted_f1}
-
-    @torch.inference_mode()
-    def score(self, prompt: list[int], answers: list[list[int]]) -> list[float]:
-        """Summed log-probability of each answer's tokens after `prompt` (one prompt pass, shared KV cache)."""
-        self.set_training(False)
-        with autocast(self.device):
-            out = self.model(input_ids=torch.tensor([prompt], device=self.device), use_cache=True)
-        first = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
-        scores: list[float] = []
-        for start in range(0, len(answers), CANDIDATES_PER_PASS):
-            chunk = answers[start : start + CANDIDATES_PER_PASS]
-            total = first[torch.tensor([a[0] for a in chunk], device=self.device)]
-            longest = max(len(a) for a in chunk)
-            if longest > 1:
-                cache = copy.deepcopy(out.past_key_values)
-                cache.batch_repeat_interleave(len(chunk))
-                # Padding sits after each answer's real tokens; causal attention keeps it from touching them.
-                ids = torch.tensor([a[:-1] + [self._pad_id] * (longest - len(a)) for a in chunk], device=self.device)
-                mask = torch.ones((len(chunk), len(prompt) + longest - 1), dtype=torch.long, device=self.device)
-                with autocast(self.device):
-                    logits = self.model(input_ids=ids, past_key_values=cache, attention_mask=mask).logits
-                logp = torch.log_softmax(logits.float(), dim=-1)
-                nxt = torch.tensor([a[1:] + [self._pad_id] * (longest - len(a)) for a in chunk], device=self.device)
-                valid = torch.tensor([[j < len(a) - 1 for j in range(longest - 1)] for a in chunk], device=self.device)
-                total = total + (logp.gather(-1, nxt.unsqueeze(-1)).squeeze(-1) * valid).sum(-1)
-            scores.extend(float(s) for s in total)
-        return scores

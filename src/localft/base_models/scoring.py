@@ -1,7 +1,9 @@
 """Scoring fixed answers instead of generating them: how a classifier stays inside its label set.
 
-For a causal LM, each candidate answer's score is the sum of the log-probabilities of its tokens after the prompt
-(the same quantity training's validation uses). Prompt and candidates run in one forward pass under a tree-shaped
+Shared by inference (a classifier's answer and its label probabilities) and training (epoch-end validation), so a
+validation accuracy is measured exactly as the served model will answer.
+
+For a causal LM, each candidate answer's score is the sum of the log-probabilities of its tokens after the prompt. Prompt and candidates run in one forward pass under a tree-shaped
 attention mask, so 77 labels cost one pass over the prompt plus their own tokens, and a request reads the weights
 once (on a CPU the second pass of a prompt-then-labels scheme cost as much as the first). Prompt and
 answer are tokenized together (BPE merges across the boundary: `Outcome: cited` is not `Outcome:` + ` cited`) and

@@ -6,10 +6,10 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from localft.base_models import scoring
+from localft.base_models.scoring import build_row, prefix_cache, score_rows
 from localft.base_models.templates import render_prompt
-from localft.inference import scoring
 from localft.inference.prompt import shared_prefix_text
-from localft.inference.scoring import build_row, prefix_cache, score_rows
 
 torch.set_num_threads(1)  # tiny models: a second thread only adds synchronisation on a busy machine
 
