@@ -6,6 +6,8 @@ Subcommands are imported only when invoked, so `localft --help` and light verbs 
 from __future__ import annotations
 
 import importlib
+import os
+import warnings
 from typing import Any
 
 import click
@@ -50,6 +52,19 @@ class LazyGroup(click.Group):
             raise
         found: Any = getattr(module, attr)
         return found if isinstance(found, click.Command) else None
+
+
+def _quiet_model_libraries() -> None:
+    """The command's own progress and events are the output: the model libraries' per-load progress bars
+    ("Loading weights") and their deprecation notices for their own internals would interleave with them.
+    Users who want them back set HF_HUB_DISABLE_PROGRESS_BARS=0."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    for library in ("transformers", "peft", "torch"):
+        warnings.filterwarnings("ignore", category=FutureWarning, module=library)
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=library)
+
+
+_quiet_model_libraries()
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
