@@ -86,7 +86,8 @@ def zero_shot_accuracy(valid: Path) -> float:
     tokenizer = _load_tokenizer(folder)
     task = detect_task([ex.answer for ex in examples])
     learner = CausalLearner(folder, tokenizer, ChatEncoder(tokenizer, template_kind(tokenizer), 512), task, "cpu")
-    return sum(learner.predict(ex.context) == ex.answer for ex in examples) / len(examples)
+    predicted = learner.predict([ex.context for ex in examples])
+    return sum(p == ex.answer for p, ex in zip(predicted, examples, strict=True)) / len(examples)
 
 
 def test_smollm2_lora_beats_zero_shot_and_serves_valid_labels(datasets: Path, tmp_path: Path) -> None:
