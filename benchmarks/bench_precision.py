@@ -8,6 +8,11 @@ weights in the machine's float dtype (bf16 where the CPU has it natively, else f
 in int8. Prints accuracy, how many answers differ from the float answers, the largest change of a chosen label's
 probability, one-request p50 and 16-thread throughput. The `auto` default was chosen from these figures.
 
+First, a table of the bare base models in each precision the CPU can run (fp32, bf16, int8), side by side in one
+run: MiniLM sentence embeddings (agreement: cosine with the fp32 embedding; batches of 32 tweets and single
+tweets) and SmolLM2 next-token distributions over chat prompts (agreement: KL divergence from fp32 and how often
+the most likely token is the same; one forward pass per prompt).
+
 Datasets: `airline` = the tutorial's 100 balanced training tweets, tested on the next 100 of each class (300);
 `banking77` = 10 training queries per intent (770), tested on the first 5 per intent of the official test split (385).
 """
@@ -115,6 +120,90 @@ def measure(base: str, checkpoint: Path, test: list[tuple[str, str]], system: st
     }
 
 
+def _tweets(n: int) -> list[str]:
+    with (DATASETS / "twitter_airline_sentiment" / "Tweets.csv").open(newline="", encoding="utf-8") as f:
+        return [row["text"] for _, row in zip(range(n), csv.DictReader(f), strict=False)]
+
+
+def _variants(model: Any) -> list[tuple[str, Any]]:
+    """The model in fp32, bf16 and int8 (copies)."""
+    import copy
+
+    import torch
+
+    from localft.inference.precision import quantize_linears
+
+    int8 = copy.deepcopy(model)
+    quantize_linears(int8)
+    return [("fp32", model), ("bf16", copy.deepcopy(model).to(torch.bfloat16)), ("int8", int8)]
+
+
+def bare_models() -> None:
+    import torch
+    from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
+
+    from localft.base_models import local_model_dir
+    from localft.settings import Settings
+
+    cache = Settings.from_env().cache_dir
+    texts = _tweets(128)
+    print("| base model | weights | agreement with fp32 | batched /s | single p50 ms |")
+    print("|---|---|---|---|---|")
+    folder = local_model_dir(ENCODER, cache)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+
+    def embed(model: Any, batch: list[str]) -> Any:
+        enc = tokenizer(batch, padding=True, truncation=True, max_length=64, return_tensors="pt")
+        with torch.inference_mode():
+            hidden = model(**enc).last_hidden_state.float()
+        weights = enc["attention_mask"].unsqueeze(-1).float()
+        return torch.nn.functional.normalize((hidden * weights).sum(1) / weights.sum(1), dim=-1)
+
+    reference = None
+    for name, model in _variants(AutoModel.from_pretrained(folder).eval()):
+        vectors = embed(model, texts[:64])
+        reference = vectors if reference is None else reference
+        cosine = (vectors * reference).sum(-1)
+        started = time.perf_counter()
+        for s in range(0, 128, 32):
+            embed(model, texts[s : s + 32])
+        rate = 128 / (time.perf_counter() - started)
+        single = []
+        for text in texts[:20]:
+            started = time.perf_counter()
+            embed(model, [text])
+            single.append(time.perf_counter() - started)
+        agreement = f"cosine mean {cosine.mean():.3f}, min {cosine.min():.3f}"
+        print(f"| {ENCODER} | {name} | {agreement} | {rate:.0f} | {1000 * statistics.median(single):.1f} |")
+    folder = local_model_dir(LLM, cache)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    system = {"role": "system", "content": SYSTEMS["airline"]}
+    prompts = [
+        tokenizer.apply_chat_template(
+            [system, {"role": "user", "content": t}], tokenize=False, add_generation_prompt=True
+        )
+        for t in texts[:6]
+    ]
+    ids = [tokenizer(p, return_tensors="pt").input_ids for p in prompts]
+    reference = None
+    for name, model in _variants(AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()):
+        with torch.inference_mode():
+            logprobs = [torch.log_softmax(model(input_ids=i).logits[0].float(), -1) for i in ids]
+            started = time.perf_counter()
+            for i in ids:
+                model(input_ids=i, logits_to_keep=1)
+            p50 = 1000 * (time.perf_counter() - started) / len(ids)
+        reference = logprobs if reference is None else reference
+        kl = statistics.mean(
+            float((r.exp() * (r - q)).sum(-1).mean()) for r, q in zip(reference, logprobs, strict=True)
+        )
+        same = statistics.mean(
+            float((r.argmax(-1) == q.argmax(-1)).float().mean()) for r, q in zip(reference, logprobs, strict=True)
+        )
+        print(f"| {LLM} | {name} | KL {kl:.3f} nats, same top token {same:.0%} | | {p50:.1f} |")
+    print()
+
+
 def main(argv: list[str] | None = None) -> None:
     import torch
 
@@ -124,10 +213,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--datasets", nargs="*", default=list(LOADERS), choices=list(LOADERS))
     parser.add_argument("--llm", action="store_true", help="also fine-tune and compare the built-in LLM (slow)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-bare", action="store_true", help="skip the bare base-model table")
     args = parser.parse_args([] if argv is None else argv)
     torch.set_num_threads(args.threads)
     float_name = str(compute_dtype("cpu")).removeprefix("torch.")
     print(f"float dtype on this CPU: {float_name}; torch threads: {args.threads}\n")
+    if not args.no_bare:
+        bare_models()
     print(
         "| model | data (train / test) | weights | accuracy | answers changed | max change of p(answer) |"
         " p50 ms | requests/s | weights MiB |"
