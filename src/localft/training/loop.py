@@ -143,7 +143,11 @@ class TrainLoop:
     def __post_init__(self) -> None:
         torch.manual_seed(self.plan.seed)
         params = self.learner.trainable_parameters()
-        self.optimizer = torch.optim.AdamW(params, lr=self.plan.learning_rate, weight_decay=self.plan.weight_decay)
+        # The fused kernel updates all parameters in one pass over memory: encoder steps (22M parameters, all
+        # trained) went from 41.5 to 45-48 examples/s in an A/B here (bench_training); LoRA steps did not change.
+        self.optimizer = torch.optim.AdamW(
+            params, lr=self.plan.learning_rate, weight_decay=self.plan.weight_decay, fused=True
+        )
         self.total_steps = steps_per_epoch(len(self.train_items), self.plan.batch_size) * self.plan.n_epochs
         warmup = int(self.total_steps * WARMUP_FRACTION)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _linear_schedule(warmup, self.total_steps))
