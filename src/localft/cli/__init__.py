@@ -57,8 +57,9 @@ class LazyGroup(click.Group):
 def _quiet_model_libraries() -> None:
     """The command's own progress and events are the output: the model libraries' per-load progress bars
     ("Loading weights") and their deprecation notices for their own internals would interleave with them.
-    Users who want them back set HF_HUB_DISABLE_PROGRESS_BARS=0."""
+    Users who want them back set HF_HUB_DISABLE_PROGRESS_BARS=0 or TRANSFORMERS_VERBOSITY=warning."""
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     for library in ("transformers", "peft", "torch"):
         warnings.filterwarnings("ignore", category=FutureWarning, module=library)
         warnings.filterwarnings("ignore", category=DeprecationWarning, module=library)
