@@ -298,18 +298,19 @@ def failures_note(bench: Bench) -> str:
     return f"Not measured in this run (the fine-tune failed or was not run):\n\n{items}\n"
 
 
-def comparison_table(comparison: Comparison, published: dict[str, str] | None = None) -> str:
-    """The Markdown rows of one comparison: score, macro F1, out-of-set answers, training and inference cost."""
-    metric = comparison.metric
+def comparison_table(comparison: Comparison | dict[str, Any], published: dict[str, str] | None = None) -> str:
+    """The Markdown rows of one comparison (or of its saved `to_dict()` form): score, macro F1, out-of-set answers,
+    training and inference cost."""
+    saved = comparison if isinstance(comparison, dict) else comparison.to_dict()
+    metric = saved["metric"]
     header = (
         f"| model | kind | {metric} | macro F1 | out of set | train wall s | CPU s / 1k | wall s / 1k | "
         "throughput /s | peak RSS MB |"
     )
     lines = [header, "|---|---|---|---|---|---|---|---|---|---|"]
-    for row in comparison.rows:
-        d = row.to_dict()
+    for d in saved["rows"]:
         lines.append(
-            f"| `{row.name}` | {row.kind} | {pct(d['headline'])} | {num(d['macro_f1'], 3)} | {d['n_out_of_set']} | "
+            f"| `{d['name']}` | {d['kind']} | {pct(d['headline'])} | {num(d['macro_f1'], 3)} | {d['n_out_of_set']} | "
             f"{num(d['train_s'])} | {num(d['cpu_s_per_1k'])} | {num(d['wall_s_per_1k'])} | "
             f"{num(d['throughput_per_s'])} | {num(d['peak_rss_mb'], 0)} |"
         )
