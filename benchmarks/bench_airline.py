@@ -131,6 +131,7 @@ def run_tutorial(bench: Bench, seeds: list[int], results: dict[str, Any], publis
 def saved_tutorial() -> dict[str, Any]:
     """The tutorial protocol's results as the last full run saved them (its detailed tables as saved dicts)."""
     saved = json.loads((RESULTS / "airline.json").read_text())["tutorial"]
+    saved.setdefault("command", "LOCALFT_BENCH_FULL=baseline python -m benchmarks airline")  # 2026-11-22, unsaved then
     return {**saved, "comparisons": saved.pop("comparisons_seed0")}
 
 
@@ -199,7 +200,9 @@ def render(tutorial: dict[str, Any], full: dict[str, Any] | None, command: str, 
         "The system prompt lists the three labels, in training and in testing (zero-shot included). Answers are",
         "matched leniently (`Negative.` counts as `negative`; anything else that is not exactly a label is wrong).",
         "",
-        "**Tutorial protocol** (100 balanced training tweets, the first 34 neutral / 33 positive / 33 negative).",
+        "**Tutorial protocol** (100 balanced training tweets, the first 34 neutral / 33 positive / 33 negative)"
+        + (f", measured by `{tutorial['command']}`" if tutorial.get("command", command) != command else "")
+        + ".",
         f"Mean ± standard deviation over training seeds {tutorial['seeds']}:",
         "",
         "| model | 100-tweet test | 300-tweet test |",
@@ -250,6 +253,7 @@ def main() -> None:
         if saved:
             tutorial = saved_tutorial()
         else:
+            tutorial["command"] = command
             run_tutorial(bench, seeds, tutorial, publish)
         publish()
         if os.environ.get("LOCALFT_BENCH_FULL", "1") != "0":
