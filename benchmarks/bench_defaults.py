@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--datasets", nargs="*", default=list(LOADERS), choices=list(LOADERS))
     parser.add_argument("--grid", nargs="*", default=DEFAULT_GRID, help="learning_rate_multiplier:n_epochs pairs")
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+    args = parser.parse_args([] if argv is None else argv)  # `python -m benchmarks NAME` keeps its own argv
     print("| model | data | multiplier:epochs | resolved | accuracy | macro F1 | valid loss | wall s |")
     print("|---|---|---|---|---|---|---|---|")
     for family in args.family:
@@ -139,4 +139,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    main(sys.argv[1:])

@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", nargs="*", default=None, help="configuration names to run (default: all)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (2, as on the target machine)")
     parser.add_argument("--lengths", action="store_true", help="only the token-length table of the shared datasets")
-    args = parser.parse_args(argv)
+    args = parser.parse_args([] if argv is None else argv)  # `python -m benchmarks NAME` keeps its own argv
     lengths()
     if args.lengths:
         return
@@ -242,4 +242,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    main(sys.argv[1:])
