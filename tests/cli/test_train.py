@@ -139,6 +139,9 @@ def _start_train(server: EmbeddedServer, datasets: Path, model: Path, tmp_path: 
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        # A test run started in the background (`make test &`) inherits SIGINT ignored, and Python then leaves
+        # it ignored: give the child the default disposition so Ctrl-C reaches it as it would in a terminal.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
