@@ -78,11 +78,11 @@ def score_rows(
 ) -> list[list[float]]:
     """Summed log-probability of every candidate of every row, prompts and candidates in one forward pass.
 
-    Each row's sequence is its prompt followed by all its candidates side by side, under a tree-shaped attention
-    mask: prompt tokens see the prompt before them, a candidate's tokens see the prompt and that candidate's own
-    earlier tokens, never another candidate. Position ids restart after the prompt for every candidate, so each
-    is scored exactly as if it alone followed the prompt. A candidate's last token is never fed (nothing is
-    predicted after it), so single-token candidates cost nothing beyond the prompt.
+    Each row's sequence is its prompt followed by its candidates as a prefix tree (a shared start runs once),
+    under a tree-shaped attention mask: prompt tokens see the prompt before them, a candidate token sees the
+    prompt and its own ancestors in the tree, never another branch. Position ids continue from the prompt along
+    each branch, so every candidate is scored exactly as if it alone followed the prompt. A candidate's last token
+    is never fed (nothing is predicted after it), so single-token candidates cost nothing beyond the prompt.
 
     With `prefix` = (length, cache from `prefix_cache`), every row's prompt starts with those tokens: only the rest
     of each prompt runs, attending to the cached prefix.
@@ -101,8 +101,20 @@ def score_rows(
     return scores
 
 
+def _trie(row: ScoreRow) -> dict[tuple[int, ...], int]:
+    """The candidates' fed tokens as a prefix tree: each distinct token prefix -> its node index, in feed order.
+
+    Candidates that start alike (`card_arrival`, `card_linking`) share the nodes of their common start, so those
+    tokens run once per prompt instead of once per candidate."""
+    nodes: dict[tuple[int, ...], int] = {}
+    for candidate in row.candidates:
+        for depth in range(1, len(candidate)):  # a candidate's last token is never fed
+            nodes.setdefault(tuple(candidate[:depth]), len(nodes))
+    return nodes
+
+
 def _fed(row: ScoreRow) -> int:
-    return sum(len(c) - 1 for c in row.candidates)
+    return len(_trie(row))
 
 
 def _score_batch(
@@ -118,25 +130,22 @@ def _score_batch(
     positions = torch.zeros((len(rows), length), dtype=torch.long)
     allowed = torch.zeros((len(rows), length, skip + length), dtype=torch.bool)
     allowed[:, :, :skip] = True
-    starts: list[list[int]] = []  # per row: column of each candidate's first fed token
+    tries = []
     for i, (row, rest) in enumerate(zip(rows, rests, strict=True)):
         begin = prompt_width - len(rest)
         ids[i, begin:prompt_width] = torch.tensor(rest)
         positions[i, begin:prompt_width] = skip + torch.arange(len(rest))
         allowed[i, begin:prompt_width, skip + begin : skip + prompt_width] = _causal(len(rest))
-        column, row_starts = prompt_width, []
-        for candidate in row.candidates:
-            fed = candidate[:-1]
-            row_starts.append(column)
-            if fed:
-                span = slice(column, column + len(fed))
-                ids[i, span] = torch.tensor(fed)
-                positions[i, span] = skip + len(rest) + torch.arange(len(fed))
-                allowed[i, span, skip + begin : skip + prompt_width] = True
-                allowed[i, span, skip + span.start : skip + span.stop] = _causal(len(fed))
-            column += len(fed)
-        starts.append(row_starts)
-        padding = [c for c in range(length) if not begin <= c < column]
+        trie = _trie(row)
+        for path, node in trie.items():
+            column = prompt_width + node
+            ids[i, column] = path[-1]
+            positions[i, column] = skip + len(rest) + len(path) - 1
+            allowed[i, column, skip + begin : skip + prompt_width] = True
+            for depth in range(1, len(path) + 1):  # the node's ancestors and itself
+                allowed[i, column, skip + prompt_width + trie[path[:depth]]] = True
+        tries.append(trie)
+        padding = [c for c in range(length) if not begin <= c < prompt_width + len(trie)]
         allowed[i, padding, [skip + c for c in padding]] = True  # padding sees itself: no all-masked softmax row
     dtype = next(p for p in model.parameters() if p.is_floating_point()).dtype  # the attention's dtype
     mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)
@@ -158,9 +167,10 @@ def _score_batch(
     result = []
     for i, row in enumerate(rows):
         row_scores = []
-        for candidate, start in zip(row.candidates, starts[i], strict=True):
-            # Kept index 0 is the prompt's last position; fed token at column c predicts the next token at c + 1.
-            at = [0] + [start - (prompt_width - 1) + j for j in range(len(candidate) - 1)]
+        for candidate in row.candidates:
+            # Kept index 0 is the prompt's last position, which predicts every first token; the node of a
+            # candidate's first j tokens (kept index 1 + node) predicts its token j.
+            at = [0] + [1 + tries[i][tuple(candidate[:j])] for j in range(1, len(candidate))]
             row_scores.append(float(logprobs[i, at, candidate].sum()))
         result.append(row_scores)
     return result
