@@ -89,7 +89,18 @@ class StoreSink:
         self._prune()
 
     def should_stop(self) -> bool:
-        return self.lost.is_set() or self.shutdown.is_set()
+        """Between steps: stop when shut down, or once the job is no longer this worker's running job (paused,
+        cancelled, taken over). The status is read at every step, not only at the heartbeat, so a pause or cancel
+        takes effect at the next step even when the whole run is shorter than one heartbeat interval."""
+        if self.lost.is_set() or self.shutdown.is_set():
+            return True
+        try:
+            job = self.store.get_job(self.job.id)
+        except Exception:  # a transient DB error: the heartbeat decides, as before
+            return False
+        if job.status != "running" or job.worker_id != self.worker_id:
+            self.lost.set()
+        return self.lost.is_set()
 
     # --- internals --------------------------------------------------------------------------------------------
 
