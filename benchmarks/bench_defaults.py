@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks._harness import DATASETS, ENCODER, LLM
+from benchmarks._harness import DATASETS, ENCODER, LLM, write_chat_jsonl
 from localft.training import Hyperparameters, TrainSpec, run_training
 from localft.training.interfaces import CheckpointInfo, StepMetrics
 
@@ -32,14 +31,15 @@ SYSTEMS = {
 DEFAULT_GRID = ["auto:auto", "2.5:auto", "5:auto", "10:auto", "5:6"]
 
 
-def _airline() -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+def airline_split(held_out_per_class: int = 50) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """The tutorial's 100 training tweets (the first 34/33/33 of each class) and the next N of each class."""
     quota = {"neutral": 34, "positive": 33, "negative": 33}
     by_label: dict[str, list[tuple[str, str]]] = {label: [] for label in quota}
     with (DATASETS / "twitter_airline_sentiment" / "Tweets.csv").open(newline="", encoding="utf-8") as f:
         for row in csv.DictReader(f):
             by_label[row["airline_sentiment"]].append((row["text"], row["airline_sentiment"]))
     train = [row for label, n in quota.items() for row in by_label[label][:n]]
-    valid = [row for label, n in quota.items() for row in by_label[label][n : n + 50]]
+    valid = [row for label, n in quota.items() for row in by_label[label][n : n + held_out_per_class]]
     return train, valid
 
 
@@ -57,19 +57,7 @@ def _emotion() -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     return train, read("val.txt")[:150]
 
 
-LOADERS = {"airline": _airline, "emotion": _emotion}
-
-
-def _write(path: Path, rows: list[tuple[str, str]], system: str) -> Path:
-    with path.open("w", encoding="utf-8") as f:
-        for text, label in rows:
-            messages = [
-                {"role": "system", "content": system},
-                {"role": "user", "content": text},
-                {"role": "assistant", "content": label},
-            ]
-            f.write(json.dumps({"messages": messages}) + "\n")
-    return path
+LOADERS = {"airline": airline_split, "emotion": _emotion}
 
 
 class _LastMetrics:
@@ -101,8 +89,8 @@ def run(family: str, dataset: str, grid: list[str], seed: int) -> None:
     train, valid = LOADERS[dataset]()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        train_file = _write(folder / "train.jsonl", train, SYSTEMS[dataset])
-        valid_file = _write(folder / "valid.jsonl", valid, SYSTEMS[dataset])
+        train_file = write_chat_jsonl(folder / "train.jsonl", train, SYSTEMS[dataset])
+        valid_file = write_chat_jsonl(folder / "valid.jsonl", valid, SYSTEMS[dataset])
         for i, cell in enumerate(grid):
             multiplier, epochs = (_value(part) for part in cell.split(":"))
             hp = Hyperparameters(n_epochs=epochs, learning_rate_multiplier=multiplier)

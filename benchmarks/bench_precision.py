@@ -28,25 +28,14 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from benchmarks._harness import DATASETS, ENCODER, LLM
-from benchmarks.bench_defaults import _write
+from benchmarks._harness import DATASETS, ENCODER, LLM, write_chat_jsonl
+from benchmarks.bench_defaults import airline_split
 from benchmarks.bench_inference import _throughput
 
 SYSTEMS = {
     "airline": "Classify the sentiment of this airline tweet. Answer with one word: negative, neutral or positive.",
     "banking77": "Route this banking customer query to its intent.",
 }
-
-
-def _airline() -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-    quota = {"neutral": 34, "positive": 33, "negative": 33}
-    by_label: dict[str, list[tuple[str, str]]] = defaultdict(list)
-    with (DATASETS / "twitter_airline_sentiment" / "Tweets.csv").open(newline="", encoding="utf-8") as f:
-        for row in csv.DictReader(f):
-            by_label[row["airline_sentiment"]].append((row["text"], row["airline_sentiment"]))
-    train = [row for label, n in quota.items() for row in by_label[label][:n]]
-    test = [row for label, n in quota.items() for row in by_label[label][n : n + 100]]
-    return train, test
 
 
 def _banking77() -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
@@ -63,7 +52,7 @@ def _banking77() -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     return read("train.csv", 10), read("test.csv", 5)
 
 
-LOADERS = {"airline": _airline, "banking77": _banking77}
+LOADERS = {"airline": lambda: airline_split(held_out_per_class=100), "banking77": _banking77}
 
 
 class _Checkpoints:
@@ -87,7 +76,7 @@ def fine_tune(base: str, train: list[tuple[str, str]], system: str, folder: Path
     from localft.training import TrainSpec, run_training
 
     sink = _Checkpoints()
-    run_training(TrainSpec(base, _write(folder / "train.jsonl", train, system), folder / "run"), sink)
+    run_training(TrainSpec(base, write_chat_jsonl(folder / "train.jsonl", train, system), folder / "run"), sink)
     assert sink.last is not None, "training wrote no checkpoint"
     return sink.last
 

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import tempfile
 import time
 from pathlib import Path
 
-from benchmarks._harness import DATASETS, LLM
+from benchmarks._harness import DATASETS, LLM, write_chat_jsonl
 
 SYSTEM = "Classify the sentiment of this airline tweet: negative, neutral, positive."
 
@@ -38,25 +37,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args([] if argv is None else argv)
     torch.set_num_threads(args.threads)
     with (DATASETS / "twitter_airline_sentiment" / "Tweets.csv").open(newline="", encoding="utf-8") as f:
-        rows = [row for _, row in zip(range(args.examples), csv.DictReader(f), strict=False)]
+        reader = csv.DictReader(f)
+        rows = [(row["text"], row["airline_sentiment"]) for _, row in zip(range(args.examples), reader, strict=False)]
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "validation.jsonl"
-        path.write_text(
-            "".join(
-                json.dumps(
-                    {
-                        "messages": [
-                            {"role": "system", "content": SYSTEM},
-                            {"role": "user", "content": row["text"]},
-                            {"role": "assistant", "content": row["airline_sentiment"]},
-                        ]
-                    }
-                )
-                + "\n"
-                for row in rows
-            )
-        )
-        examples = read_examples(path)
+        examples = read_examples(write_chat_jsonl(Path(tmp) / "validation.jsonl", rows, SYSTEM))
     folder = local_model_dir(LLM, Settings.from_env().cache_dir)
     tokenizer = _load_tokenizer(folder)
     task = detect_task([example.answer for example in examples])

@@ -12,7 +12,7 @@ from localft.base_models.catalog import (
     resolve_alias,
 )
 from localft.base_models.fetch import is_installed, local_model_dir, pull
-from localft.base_models.loading import load_tokenizer, resolve_device, use_threads
+from localft.base_models.loading import load_tokenizer, native_bf16, resolve_device, use_threads
 
 __all__ = [
     "DEFAULT_BASE_MODEL",
@@ -23,6 +23,7 @@ __all__ = [
     "list_base_models",
     "load_tokenizer",
     "local_model_dir",
+    "native_bf16",
     "pull",
     "resolve_alias",
     "resolve_device",

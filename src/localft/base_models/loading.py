@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,19 @@ def resolve_device(device: str = "auto") -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@cache
+def native_bf16(device: str) -> bool:
+    """Whether `device` multiplies bf16 natively: GPUs that support it, CPUs with AVX512-BF16 or AMX. Elsewhere
+    bf16 is emulated and slower than fp32, so training skips autocast and inference keeps fp32 weights."""
+    if device.startswith("cuda"):
+        import torch
+
+        return bool(torch.cuda.is_bf16_supported())
+    cpuinfo = Path("/proc/cpuinfo")
+    flags = cpuinfo.read_text() if cpuinfo.is_file() else ""
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def use_threads(threads: int) -> None:

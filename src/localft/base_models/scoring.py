@@ -89,13 +89,15 @@ def score_rows(
     """
     vocab = int(model.get_output_embeddings().out_features)
     scores: list[list[float]] = []
-    batch: list[ScoreRow] = []
+    batch: list[tuple[ScoreRow, dict[tuple[int, ...], int]]] = []
+    width = 0  # logits kept per row in the batch: the prompt's last position + the widest tree
     for row in rows:
-        width = 1 + max(_fed(r) for r in [*batch, row])  # logits kept per row: the prompt's last + fed tokens
-        if batch and (len(batch) + 1) * width * vocab > MAX_LOGITS:
+        trie = _trie(row)
+        if batch and (len(batch) + 1) * max(width, 1 + len(trie)) * vocab > MAX_LOGITS:
             scores.extend(_score_batch(model, batch, pad_id, device, prefix))
-            batch = []
-        batch.append(row)
+            batch, width = [], 0
+        batch.append((row, trie))
+        width = max(width, 1 + len(trie))
     if batch:
         scores.extend(_score_batch(model, batch, pad_id, device, prefix))
     return scores
@@ -114,29 +116,34 @@ def _trie(row: ScoreRow) -> dict[tuple[int, ...], int]:
 
 
 def _fed(row: ScoreRow) -> int:
+    """Candidate tokens a row feeds: the nodes of its prefix tree."""
     return len(_trie(row))
 
 
 def _score_batch(
-    model: Any, rows: Sequence[ScoreRow], pad_id: int, device: str, prefix: tuple[int, Any] | None
+    model: Any,
+    batch: Sequence[tuple[ScoreRow, dict[tuple[int, ...], int]]],
+    pad_id: int,
+    device: str,
+    prefix: tuple[int, Any] | None,
 ) -> list[list[float]]:
     import torch
 
+    rows = [row for row, _ in batch]
+    tries = [trie for _, trie in batch]
     skip, prefix_kv = prefix if prefix is not None else (0, None)
     rests = [row.prompt_ids[skip:] for row in rows]
     prompt_width = max(len(rest) for rest in rests)  # prompts are left-padded to end in the same column
-    length = prompt_width + max(_fed(row) for row in rows)
+    length = prompt_width + max(len(trie) for trie in tries)
     ids = torch.full((len(rows), length), pad_id, dtype=torch.long)
     positions = torch.zeros((len(rows), length), dtype=torch.long)
     allowed = torch.zeros((len(rows), length, skip + length), dtype=torch.bool)
     allowed[:, :, :skip] = True
-    tries = []
-    for i, (row, rest) in enumerate(zip(rows, rests, strict=True)):
+    for i, (rest, trie) in enumerate(zip(rests, tries, strict=True)):
         begin = prompt_width - len(rest)
         ids[i, begin:prompt_width] = torch.tensor(rest)
         positions[i, begin:prompt_width] = skip + torch.arange(len(rest))
         allowed[i, begin:prompt_width, skip + begin : skip + prompt_width] = _causal(len(rest))
-        trie = _trie(row)
         for path, node in trie.items():
             column = prompt_width + node
             ids[i, column] = path[-1]
@@ -144,7 +151,6 @@ def _score_batch(
             allowed[i, column, skip + begin : skip + prompt_width] = True
             for depth in range(1, len(path) + 1):  # the node's ancestors and itself
                 allowed[i, column, skip + prompt_width + trie[path[:depth]]] = True
-        tries.append(trie)
         padding = [c for c in range(length) if not begin <= c < prompt_width + len(trie)]
         allowed[i, padding, [skip + c for c in padding]] = True  # padding sees itself: no all-masked softmax row
     dtype = next(p for p in model.parameters() if p.is_floating_point()).dtype  # the attention's dtype

@@ -23,25 +23,13 @@ from __future__ import annotations
 
 import warnings
 from functools import cache
-from pathlib import Path
 from typing import Any
 
+from localft.base_models import native_bf16
 from localft.settings import Int8Policy
 
 CLASSIFIER_HEADS = frozenset({"classifier", "score"})
 """Sequence-classification heads (Hugging Face's names) stay in float: they cost nothing and carry the decision."""
-
-
-@cache
-def bf16_supported(device: str) -> bool:
-    """bf16 pays off on GPUs that have it and CPUs with native bf16 instructions (AVX512-BF16, AMX)."""
-    import torch
-
-    if device.startswith("cuda"):
-        return bool(torch.cuda.is_bf16_supported())
-    cpuinfo = Path("/proc/cpuinfo")
-    flags = cpuinfo.read_text() if cpuinfo.is_file() else ""
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def compute_dtype(device: str) -> Any:
@@ -50,14 +38,14 @@ def compute_dtype(device: str) -> Any:
     in bf16 too, so the answers match what validation saw within rounding."""
     import torch
 
-    return torch.bfloat16 if bf16_supported(device) else torch.float32
+    return torch.bfloat16 if native_bf16(device) else torch.float32
 
 
 def int8_applies(policy: Int8Policy, family: str, device: str) -> bool:
     """Whether a model of `family` is quantized under `policy` on `device` (int8 kernels exist on the CPU only)."""
     if policy == "off" or not device.startswith("cpu") or not int8_available():
         return False
-    return policy == "on" or (family == "encoder" and not bf16_supported(device))
+    return policy == "on" or (family == "encoder" and not native_bf16(device))
 
 
 @cache

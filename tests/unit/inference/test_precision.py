@@ -35,7 +35,7 @@ def ask(text: str) -> ChatRequest:
 def test_policy_decides_per_family_device_and_cpu(
     policy: Any, family: str, device: str, native_bf16: bool, expected: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(precision, "bf16_supported", lambda device: native_bf16)
+    monkeypatch.setattr(precision, "native_bf16", lambda device: native_bf16)
     assert precision.int8_applies(policy, family, device) is expected
 
 
