@@ -7,12 +7,14 @@ the first `LOCALFT_BENCH_ROUTER_TEST` (default 5) per intent of the official `te
 The prompts carry no label list (77 labels would multiply every training step's length), so the zero-shot base
 model (opt-in, see below) is given one: localft's zero-shot system prompt with all 77 intents.
 
-    python -m benchmarks router            LOCALFT_BENCH_ROUTER_SHOTS=10 to run one size only,
+    python -m benchmarks router            LOCALFT_BENCH_ROUTER_SHOTS=10 to run one size only (the other sizes'
+                                           tables are kept from the last run's benchmarks/results/router.json),
                                            LOCALFT_BENCH_ROUTER_LLM_SHOTS=10 to fine-tune the LLM at 10 only
 """
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -22,6 +24,7 @@ from benchmarks._harness import (
     DATASETS,
     ENCODER,
     LLM,
+    RESULTS,
     bench_command,
     bench_server,
     comparison_table,
@@ -42,6 +45,15 @@ def _per_intent(frame: pd.DataFrame, n: int, skip: int = 0) -> list[tuple[str, s
     return list(zip(picked["text"].astype(str), picked["category"].astype(str), strict=True))
 
 
+def saved_runs(n_test: int) -> dict[str, Any]:
+    """The last run's per-size results, when it used the same test set (the tables of sizes not run this time)."""
+    path = RESULTS / "router.json"
+    if not path.exists():
+        return {}
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    return dict(saved["runs"]) if saved.get("n_test_per_intent") == n_test else {}
+
+
 def main() -> None:
     shots = [int(x) for x in os.environ.get("LOCALFT_BENCH_ROUTER_SHOTS", "10,50").split(",")]
     n_test = int(os.environ.get("LOCALFT_BENCH_ROUTER_TEST", "5"))
@@ -53,8 +65,9 @@ def main() -> None:
     train_frame = pd.read_csv(BANKING / "train.csv").sample(frac=1.0, random_state=42)
     test_frame = pd.read_csv(BANKING / "test.csv")
     labels = sorted(test_frame["category"].unique())
-    results: dict[str, Any] = {"n_test_per_intent": n_test, "runs": {}}
-    tables = {}
+    results: dict[str, Any] = {"n_test_per_intent": n_test, "runs": saved_runs(n_test)}
+    kept = sorted(int(n) for n in results["runs"] if int(n) not in shots)
+    tables = {n: comparison_table(results["runs"][str(n)]) for n in kept}
     with bench_server("router") as bench:
         data = bench.workdir / "data"
         test_path = write_chat_jsonl(data / f"test-{n_test}.jsonl", _per_intent(test_frame, n_test), None)
@@ -99,11 +112,13 @@ def main() -> None:
         "Encoder jobs get a validation file of one unused training query per intent, for their epoch-end metrics.",
         "",
     ]
-    for n, table in tables.items():
+    for n, table in sorted(tables.items()):
         size = results["runs"][str(n)]["n_train"]
         lines += [f"**{n} training examples per intent** ({size} examples; fewer where an intent has fewer):"]
         lines += ["", table, ""]
-        if n not in finetune:
+        if n in kept:
+            lines += [f"(Kept from an earlier run: {n} per intent was not run this time.)", ""]
+        elif n not in finetune:
             lines += [f"Fine-tuned rows at {n} per intent: not run (`LOCALFT_BENCH_ROUTER_FINETUNE_SHOTS`).", ""]
         elif llm_enabled() and n not in llm_shots:
             lines += [f"Fine-tuned LLM at {n} per intent: not run (`LOCALFT_BENCH_ROUTER_LLM_SHOTS`).", ""]
