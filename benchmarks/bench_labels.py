@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from localft.base_models import local_model_dir
-    from localft.base_models.scoring import _fed, build_row, score_rows
+    from localft.base_models.scoring import build_row, fed_count, score_rows
     from localft.base_models.templates import render_prompt, template_kind
     from localft.settings import Settings
 
@@ -56,8 +56,9 @@ def main(argv: list[str] | None = None) -> None:
             exact = sum(float(logprobs[start + j, t]) for j, t in enumerate(candidate))
             worst = max(worst, abs(exact - score))
     one_by_one = sum(len(c) - 1 for c in rows[0].candidates)
+    nodes = fed_count(rows[0])
     print(
-        f"{len(labels)} labels, fp32: {one_by_one} label tokens one by one, {_fed(rows[0])} prefix-tree nodes fed; "
+        f"{len(labels)} labels, fp32: {one_by_one} label tokens one by one, {nodes} prefix-tree nodes fed; "
         f"{seconds:.2f} s per prompt; max |score - brute force| {worst:.5f}"
     )
 

@@ -23,12 +23,11 @@ SYSTEM = "Classify the sentiment of this airline tweet: negative, neutral, posit
 def main(argv: list[str] | None = None) -> None:
     import torch
 
-    from localft.base_models import local_model_dir
+    from localft.base_models import load_tokenizer, local_model_dir
     from localft.base_models.templates import template_kind
     from localft.settings import Settings
     from localft.training.dataset import ChatEncoder, read_examples
     from localft.training.lora_causal import CausalLearner
-    from localft.training.run import _load_tokenizer
     from localft.training.task import detect_task
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -42,7 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         examples = read_examples(write_chat_jsonl(Path(tmp) / "validation.jsonl", rows, SYSTEM))
     folder = local_model_dir(LLM, Settings.from_env().cache_dir)
-    tokenizer = _load_tokenizer(folder)
+    tokenizer = load_tokenizer(LLM)
     task = detect_task([example.answer for example in examples])
     learner = CausalLearner(folder, tokenizer, ChatEncoder(tokenizer, template_kind(tokenizer), 512), task, "cpu")
     items = learner.make_items(examples)

@@ -70,7 +70,7 @@ def prefix_cache(model: Any, prefix_ids: Sequence[int], device: str) -> Any:
 
     with torch.inference_mode():
         ids = torch.tensor([list(prefix_ids)], device=device)
-        return model(input_ids=ids, use_cache=True, logits_to_keep=1).past_key_values
+        return model(input_ids=ids, use_cache=True, logits_to_keep=1).cache
 
 
 def score_rows(
@@ -115,7 +115,7 @@ def _trie(row: ScoreRow) -> dict[tuple[int, ...], int]:
     return nodes
 
 
-def _fed(row: ScoreRow) -> int:
+def fed_count(row: ScoreRow) -> int:
     """Candidate tokens a row feeds: the nodes of its prefix tree."""
     return len(_trie(row))
 
@@ -165,7 +165,7 @@ def _score_batch(
             input_ids=ids.to(device),
             attention_mask=mask[:, None].to(device),
             position_ids=positions.to(device),
-            past_key_values=cache,
+            cache=cache,
             use_cache=cache is not None,
             logits_to_keep=kept.to(device),
         )

@@ -49,7 +49,7 @@ def test_rows_beyond_the_logits_budget_are_scored_in_several_passes(
         for text in ("my bag", "a much longer message about the lost bag and the gate", "ok")
     ]
     # "label 0" ... "label 6" share their start: it is fed once per prompt, as one branch of the prefix tree.
-    assert scoring._fed(rows[0]) < sum(len(c) - 1 for c in rows[0].candidates)
+    assert scoring.fed_count(rows[0]) < sum(len(c) - 1 for c in rows[0].candidates)
     whole = score_rows(model, rows, tokenizer.pad_token_id, "cpu")
     passes = []
     monkeypatch.setattr(scoring, "_score_batch", _counting(scoring._score_batch, passes))
