@@ -61,6 +61,29 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
+class RecordingSink:
+    """The `EventSink` the benchmarks that train in-process hand `run_training`: it keeps the run's log lines, its
+    last epoch-end classification metrics and its last checkpoint's folder, and never asks to stop."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.metrics: Any = None
+        self.checkpoint: Path | None = None
+
+    def log(self, message: str, level: str = "info") -> None:
+        self.lines.append(message)
+
+    def log_metrics(self, metrics: Any) -> None:
+        if metrics.classification:
+            self.metrics = metrics
+
+    def on_checkpoint(self, checkpoint: Any) -> None:
+        self.checkpoint = checkpoint.path
+
+    def should_stop(self) -> bool:
+        return False
+
+
 def write_chat_jsonl(path: Path, rows: Sequence[tuple[str, str]], system: str | None) -> Path:
     """Chat fine-tuning lines: optional system prompt, the text as the user, the answer as the assistant."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -20,9 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks._harness import DATASETS, ENCODER, LLM, write_chat_jsonl
+from benchmarks._harness import DATASETS, ENCODER, LLM, RecordingSink, write_chat_jsonl
 from localft.training import Hyperparameters, TrainSpec, run_training
-from localft.training.interfaces import CheckpointInfo, StepMetrics
 
 SYSTEMS = {
     "airline": "Classify the sentiment of this airline tweet. Answer with one word: negative, neutral or positive.",
@@ -60,26 +59,6 @@ def _emotion() -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
 LOADERS = {"airline": airline_split, "emotion": _emotion}
 
 
-class _LastMetrics:
-    """An `EventSink` keeping the last epoch-end classification metrics and the run's description."""
-
-    def __init__(self) -> None:
-        self.metrics: StepMetrics | None = None
-        self.lines: list[str] = []
-
-    def log(self, message: str, level: str = "info") -> None:
-        self.lines.append(message)
-
-    def log_metrics(self, metrics: StepMetrics) -> None:
-        if metrics.classification:
-            self.metrics = metrics
-
-    def on_checkpoint(self, checkpoint: CheckpointInfo) -> None: ...
-
-    def should_stop(self) -> bool:
-        return False
-
-
 def _value(raw: str) -> Any:
     return raw if raw == "auto" else float(raw) if "." in raw else int(raw)
 
@@ -94,7 +73,7 @@ def run(family: str, dataset: str, grid: list[str], seed: int) -> None:
         for i, cell in enumerate(grid):
             multiplier, epochs = (_value(part) for part in cell.split(":"))
             hp = Hyperparameters(n_epochs=epochs, learning_rate_multiplier=multiplier)
-            sink = _LastMetrics()
+            sink = RecordingSink()
             started = time.perf_counter()
             spec = TrainSpec(base, train_file, folder / f"run{i}", valid_file, hp, seed=seed)
             run_training(spec, sink)

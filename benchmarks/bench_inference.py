@@ -102,7 +102,7 @@ def _bare_forward(engine: object, base: str, texts: list[str]) -> Callable[[str]
     return forward
 
 
-def _throughput(call: Callable[[str], object], texts: list[str], threads: int) -> float:
+def throughput(call: Callable[[str], object], texts: list[str], threads: int) -> float:
     chunks = [texts[i::threads] for i in range(threads)]
     barrier = threading.Barrier(threads + 1)
 
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> None:
 
                 p50, cpu = _latency(call, texts[: args.requests])
                 batches = engine.scorer.batches_run
-                rate = _throughput(call, texts[args.requests :], threads=16)
+                rate = throughput(call, texts[args.requests :], threads=16)
                 mean_batch = args.concurrent / max(1, engine.scorer.batches_run - batches)
                 cells = [f"{p50 * 1000:.0f}", f"{cpu * 1000:.0f}", f"{rate:.1f}", f"{mean_batch:.1f}"]
                 rows.append((name, weights, *cells))

@@ -28,9 +28,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from benchmarks._harness import DATASETS, ENCODER, LLM, write_chat_jsonl
+from benchmarks._harness import DATASETS, ENCODER, LLM, RecordingSink, write_chat_jsonl
 from benchmarks.bench_defaults import airline_split
-from benchmarks.bench_inference import _throughput
+from benchmarks.bench_inference import throughput
 
 SYSTEMS = {
     "airline": "Classify the sentiment of this airline tweet. Answer with one word: negative, neutral or positive.",
@@ -55,30 +55,13 @@ def _banking77() -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
 LOADERS = {"airline": lambda: airline_split(held_out_per_class=100), "banking77": _banking77}
 
 
-class _Checkpoints:
-    """An `EventSink` that remembers the last checkpoint written."""
-
-    def __init__(self) -> None:
-        self.last: Path | None = None
-
-    def log(self, message: str, level: str = "info") -> None: ...
-
-    def log_metrics(self, metrics: Any) -> None: ...
-
-    def on_checkpoint(self, checkpoint: Any) -> None:
-        self.last = checkpoint.path
-
-    def should_stop(self) -> bool:
-        return False
-
-
 def fine_tune(base: str, train: list[tuple[str, str]], system: str, folder: Path) -> Path:
     from localft.training import TrainSpec, run_training
 
-    sink = _Checkpoints()
+    sink = RecordingSink()
     run_training(TrainSpec(base, write_chat_jsonl(folder / "train.jsonl", train, system), folder / "run"), sink)
-    assert sink.last is not None, "training wrote no checkpoint"
-    return sink.last
+    assert sink.checkpoint is not None, "training wrote no checkpoint"
+    return sink.checkpoint
 
 
 def measure(base: str, checkpoint: Path, test: list[tuple[str, str]], system: str, policy: str) -> dict[str, Any]:
@@ -98,7 +81,7 @@ def measure(base: str, checkpoint: Path, test: list[tuple[str, str]], system: st
         started = time.perf_counter()
         ask(text)
         latencies.append(time.perf_counter() - started)
-    rate = _throughput(ask, [text for text, _ in test[:160]], threads=16)
+    rate = throughput(ask, [text for text, _ in test[:160]], threads=16)
     return {
         "labels": [a.content for a in answers],
         "probs": [(a.label_probs or {}).get(a.content, 0.0) for a in answers],

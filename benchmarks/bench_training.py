@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks._harness import RecordingSink
+
 REPO = Path(__file__).resolve().parent.parent
 TWEETS = REPO.parent / "shared" / "datasets" / "twitter_airline_sentiment" / "Tweets.csv"
 CACHE = REPO / ".localft-test-cache"
@@ -113,7 +115,7 @@ def _run_one(name: str, base: str, bf16: bool, sliced: bool, steps: int, threads
         learner = EncoderLearner(model_dir, tokenizer, task, "cpu", max_length=length)
     items = [it for it in learner.make_items(examples) if learner.tokens(it) == length]
     plan = Plan(n_epochs=1, batch_size=batch, learning_rate=1e-4, seed=0, tokens_per_forward=1 << 20)
-    loop = TrainLoop(learner, items, [], plan, _NullSink(), Path("/nonexistent"), lambda *a: None)  # type: ignore[arg-type,return-value]
+    loop = TrainLoop(learner, items, [], plan, RecordingSink(), Path("/nonexistent"), lambda *a: None)  # type: ignore[arg-type,return-value]
     times = []
     for i in range(steps + 2):
         chunk = items[(i * batch) % len(items) :][:batch]
@@ -154,14 +156,6 @@ def _full_logits_loss(learner: Any) -> Any:
         return BatchLoss(loss_sum=total, n_targets=int(keep.sum()), n_correct=correct)
 
     return loss
-
-
-class _NullSink:
-    def log(self, message: str, level: str = "info") -> None: ...
-    def log_metrics(self, metrics: Any) -> None: ...
-    def on_checkpoint(self, checkpoint: Any) -> None: ...
-    def should_stop(self) -> bool:
-        return False
 
 
 LENGTH_SOURCES: dict[str, tuple[str, str, str]] = {
