@@ -28,6 +28,7 @@ from localft.jobs.schema import JobRecord, ModelRecord
 from localft.jobs.sink import KEEP_CHECKPOINTS, StoreSink
 from localft.jobs.store import Store
 from localft.settings import Settings
+from localft.training.checkpoint import PROGRESS_PREFIX, latest_progress
 from localft.training.hparams import Hyperparameters
 from localft.training.interfaces import EventSink, TrainResult, TrainSpec
 
@@ -116,7 +117,8 @@ class Worker:
             return
         checkpoint = self._resume_point(job)
         if checkpoint is not None:
-            self.store.add_event(job.id, f"Resuming fine-tuning job from checkpoint at step {checkpoint[0]}")
+            kind = "a progress save" if checkpoint[1].name.startswith(PROGRESS_PREFIX) else "checkpoint"
+            self.store.add_event(job.id, f"Resuming fine-tuning job from {kind} at step {checkpoint[0]}")
         elif job.attempts > 1:
             self.store.add_event(job.id, "Restarting fine-tuning job from the beginning (no checkpoint saved yet)")
         else:
@@ -154,11 +156,17 @@ class Worker:
             self._fail(job, "training_failed", f"Saving the fine-tuned model failed: {type(exc).__name__}: {exc}")
 
     def _resume_point(self, job: JobRecord) -> tuple[int, Path] | None:
-        for record in self.store.checkpoints_of(job.id):
-            path = self.settings.home / record.path
-            if path.is_dir():
-                return record.step_number, path
-        return None
+        """The newest of the job's recorded checkpoints (whose folder still exists) and its mid-epoch progress
+        saves, as (step, folder)."""
+        points = [
+            (record.step_number, self.settings.home / record.path)
+            for record in self.store.checkpoints_of(job.id)
+            if (self.settings.home / record.path).is_dir()
+        ]
+        progress = latest_progress(self.settings.jobs_dir / job.id)
+        if progress is not None:
+            points.append(progress)
+        return max(points, key=lambda point: point[0], default=None)
 
     def _spec(self, job: JobRecord, resume_from: Path | None) -> TrainSpec:
         requested = job.method.get("supervised", {}).get("hyperparameters") or {}

@@ -8,6 +8,10 @@
       trainer_state.pt           optimizer, scheduler, RNG states, data position (resume only)
 
 A checkpoint is written to `<name>.partial/` and renamed into place, so a crash never leaves a half-written one.
+
+Long epochs also get progress saves, `progress-000057/`: the same layout, written mid-epoch every few minutes so a
+crash costs minutes of training rather than an epoch. They are not checkpoints: never reported or served, only
+resumed from, and each one replaces the one before (the next epoch checkpoint removes the last).
 """
 
 from __future__ import annotations
@@ -72,6 +76,33 @@ def read_checkpoint(folder: Path) -> CheckpointMeta:
         raise ModelError(f"{folder} was written by a newer localft (format {raw['format_version']}).")
     known = set(CheckpointMeta.__dataclass_fields__)
     return CheckpointMeta(**{k: v for k, v in raw.items() if k in known})
+
+
+PROGRESS_PREFIX = "progress-"
+
+
+def progress_dir(output_dir: Path, step: int) -> Path:
+    return output_dir / f"{PROGRESS_PREFIX}{step:06d}"
+
+
+def latest_progress(output_dir: Path) -> tuple[int, Path] | None:
+    """The newest complete progress save of a run's output folder: (step, folder), or None."""
+    saves = [
+        p
+        for p in output_dir.glob(f"{PROGRESS_PREFIX}*")
+        if p.is_dir() and not p.name.endswith(".partial") and (p / META_FILE).is_file()
+    ]
+    if not saves:
+        return None
+    newest = max(saves, key=lambda p: p.name)
+    return read_checkpoint(newest).step, newest
+
+
+def remove_progress(output_dir: Path, keep: Path | None = None) -> None:
+    """Delete the progress saves of a run (all but `keep`)."""
+    for folder in output_dir.glob(f"{PROGRESS_PREFIX}*"):
+        if folder != keep:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def partial_dir(final: Path) -> Path:

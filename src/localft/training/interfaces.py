@@ -93,6 +93,9 @@ class TrainSpec:
     """Where converted base-model weights are cached (settings.cache_dir)."""
     max_checkpoints: int = 3
     """Only the newest N epoch checkpoints are kept on disk (OpenAI keeps the last 3)."""
+    save_every_s: float | None = 600.0
+    """Mid-epoch progress saves (`output_dir/progress-{N:06d}/`) after this many seconds of training, so a crash
+    loses minutes, not an epoch; resume from them like a checkpoint. None: epoch checkpoints only."""
     task: Literal["auto", "classification", "generation"] = "auto"
     """`auto` detects a classifier from the answers (training/task.py); the others force a task."""
     max_length: int | None = None

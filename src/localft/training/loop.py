@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import shutil
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -19,7 +20,14 @@ import torch
 
 from localft.base_models import native_bf16
 from localft.errors import TrainingCancelled
-from localft.training.checkpoint import CheckpointMeta, commit, partial_dir, write_meta
+from localft.training.checkpoint import (
+    CheckpointMeta,
+    commit,
+    partial_dir,
+    progress_dir,
+    remove_progress,
+    write_meta,
+)
 from localft.training.dataset import ChatExample
 from localft.training.interfaces import CheckpointInfo, EventSink, StepMetrics
 
@@ -138,6 +146,8 @@ class TrainLoop:
     output_dir: Path
     meta_for: MetaFn
     max_checkpoints: int = 3
+    save_every_s: float | None = None
+    """Seconds of training between mid-epoch progress saves (checkpoint.py); None saves at epoch ends only."""
     progress: _Progress = field(default_factory=_Progress)
     last_metrics: StepMetrics | None = None
 
@@ -156,9 +166,11 @@ class TrainLoop:
         sample = epoch_order(len(self.valid_items), self.plan.seed, -1)[:VALID_SAMPLE]
         self.valid_sample = [self.valid_items[i] for i in sample]
         self._last_step_metrics: StepMetrics | None = None
+        self._saved_at = time.monotonic()
 
     def resume(self, folder: Path) -> None:
-        """Continue from a checkpoint of this run: weights, optimizer, schedule, RNG and position."""
+        """Continue from a checkpoint or progress save of this run: weights, optimizer, schedule, RNG and position
+        (a progress save's position is mid-epoch: `run` skips the batches already trained)."""
         self.learner.load(folder)
         state = torch.load(folder / STATE_FILE, weights_only=False)
         self.optimizer.load_state_dict(state["optimizer"])
@@ -168,16 +180,21 @@ class TrainLoop:
 
     def run(self) -> Path | None:
         last: Path | None = None
+        per_epoch = steps_per_epoch(len(self.train_items), self.plan.batch_size)
+        self._saved_at = time.monotonic()
         for epoch in range(self.progress.epoch, self.plan.n_epochs):
             order = epoch_order(len(self.train_items), self.plan.seed, epoch)
-            for start in range(0, len(order), self.plan.batch_size):
+            done = max(0, self.progress.step - epoch * per_epoch)  # steps of this epoch before a progress save
+            for start in range(done * self.plan.batch_size, len(order), self.plan.batch_size):
                 if self.sink.should_stop():
                     raise TrainingCancelled(f"Training stopped at step {self.progress.step} of {self.total_steps}.")
                 batch = [self.train_items[i] for i in order[start : start + self.plan.batch_size]]
                 metrics = self._step(batch, epoch)
+                self._last_step_metrics = metrics
                 if start + self.plan.batch_size < len(order):  # the epoch's last step is logged by _end_epoch
                     self.sink.log_metrics(metrics)
-                self._last_step_metrics = metrics
+                    if self.save_every_s is not None and time.monotonic() - self._saved_at >= self.save_every_s:
+                        self._save_progress(metrics)
             self.progress.epoch = epoch + 1
             last = self._end_epoch(epoch)
         return last
@@ -234,11 +251,23 @@ class TrainLoop:
 
     def _checkpoint(self, metrics: StepMetrics) -> Path:
         step = self.progress.step
-        final = self.output_dir / f"step-{step:06d}"
+        final = self._write(self.output_dir / f"step-{step:06d}", metrics)
+        remove_progress(self.output_dir)  # older than this checkpoint
+        self._prune()
+        self.sink.on_checkpoint(CheckpointInfo(step=step, epoch=self.progress.epoch, path=final, metrics=metrics))
+        return final
+
+    def _save_progress(self, metrics: StepMetrics) -> None:
+        """A mid-epoch save to resume from after a crash; the one before it goes once this one is complete."""
+        saved = self._write(progress_dir(self.output_dir, self.progress.step), metrics)
+        remove_progress(self.output_dir, keep=saved)
+
+    def _write(self, final: Path, metrics: StepMetrics) -> Path:
+        """Weights, the loop's state and the description, assembled aside and renamed into place."""
         folder = partial_dir(final)
         self.learner.save(folder)
         state = {
-            "step": step,
+            "step": self.progress.step,
             "epoch": self.progress.epoch,
             "trained_tokens": self.progress.trained_tokens,
             "optimizer": self.optimizer.state_dict(),
@@ -246,10 +275,9 @@ class TrainLoop:
             "torch_rng": torch.get_rng_state(),
         }
         torch.save(state, folder / STATE_FILE)
-        write_meta(folder, self.meta_for(step, self.progress.epoch, metrics.as_event_data()))
+        write_meta(folder, self.meta_for(self.progress.step, self.progress.epoch, metrics.as_event_data()))
         commit(folder, final)
-        self._prune()
-        self.sink.on_checkpoint(CheckpointInfo(step=step, epoch=self.progress.epoch, path=final, metrics=metrics))
+        self._saved_at = time.monotonic()
         return final
 
     def _prune(self) -> None:

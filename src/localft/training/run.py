@@ -87,7 +87,17 @@ def run_training(spec: TrainSpec, sink: EventSink) -> TrainResult:
         tokens_per_forward=TOKENS_PER_FORWARD[family],
         weight_decay=0.01 if family == "encoder" else 0.0,
     )
-    loop = TrainLoop(learner, train_items, valid_items, plan, sink, spec.output_dir, meta_for, spec.max_checkpoints)
+    loop = TrainLoop(
+        learner,
+        train_items,
+        valid_items,
+        plan,
+        sink,
+        spec.output_dir,
+        meta_for,
+        spec.max_checkpoints,
+        spec.save_every_s,
+    )
     if spec.resume_from is not None:
         _check_resume(spec.resume_from, resolved_name)
         loop.resume(spec.resume_from)

@@ -25,6 +25,7 @@ from localft.jobs.schema import CheckpointRecord, JobRecord
 from localft.jobs.store import Store
 from localft.jobs.worker import Worker
 from localft.settings import Settings
+from localft.training.checkpoint import CheckpointMeta, progress_dir, write_meta
 from localft.training.interfaces import CheckpointInfo, EventSink, StepMetrics, TrainResult, TrainSpec
 
 
@@ -204,6 +205,34 @@ def test_a_dead_workers_job_resumes_from_its_last_checkpoint(settings: Settings,
     taken = next(i for i, m in enumerate(messages) if m.startswith("Worker otherhost:1:dead stopped"))
     assert messages[taken + 1] == "Resuming fine-tuning job from checkpoint at step 4"
     assert messages[taken + 2] == "Step 5/8: training loss=0.2000"
+
+
+def test_a_progress_save_newer_than_the_last_checkpoint_is_resumed_from(settings: Settings, store: Store) -> None:
+    job = _queued_job(settings, store)
+    assert store.claim_next("otherhost:1:dead", lease_seconds=0.05) is not None
+    out = settings.jobs_dir / job.id
+    checkpoint = out / "step-000004"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "meta.json").write_text(json.dumps({"step": 4}))
+    store.add_checkpoint(
+        CheckpointRecord(
+            id=ids.checkpoint_id(), job_id=job.id, created_at=1, step_number=4,
+            model_id="ft:m:org:s:abcdefgh:ckpt-step-4", metrics={}, path=str(checkpoint.relative_to(settings.home)),
+        ),
+        "Checkpoint created at step 4",
+    )  # fmt: skip
+    progress = progress_dir(out, 5)  # the dead worker saved its progress mid-epoch, after the checkpoint
+    progress.mkdir()
+    write_meta(progress, CheckpointMeta(base_model="m", family="causal_lm", task="classification", step=5, epoch=2))
+    (progress / "meta.json").write_text(json.dumps({"step": 5}))
+    time.sleep(0.1)
+    trainer = ScriptedTrainer()
+    assert _worker(settings, store, trainer).run_once()
+    assert trainer.specs[0].resume_from == progress
+    messages = _messages(store, job.id)
+    resumed = messages.index("Resuming fine-tuning job from a progress save at step 5")
+    assert messages[resumed + 1].startswith("Step 6/8: training loss=0.1667")
+    assert store.get_job(job.id).status == "succeeded"
 
 
 def test_a_job_of_a_dead_process_on_this_host_is_taken_at_once(settings: Settings, store: Store) -> None:

@@ -18,13 +18,15 @@ SENTIMENT = {
 
 
 class ListSink:
-    """Records every event; `stop_after_checkpoints` simulates a cancel once that many checkpoints exist."""
+    """Records every event; `stop_after_checkpoints` / `stop_after_steps` simulate a cancel (or a crash) once that
+    many checkpoints exist / steps were logged."""
 
-    def __init__(self, stop_after_checkpoints: int | None = None) -> None:
+    def __init__(self, stop_after_checkpoints: int | None = None, stop_after_steps: int | None = None) -> None:
         self.messages: list[str] = []
         self.metrics: list[StepMetrics] = []
         self.checkpoints: list[CheckpointInfo] = []
         self.stop_after_checkpoints = stop_after_checkpoints
+        self.stop_after_steps = stop_after_steps
 
     def log(self, message: str, level: EventLevel = "info") -> None:
         self.messages.append(message)
@@ -36,6 +38,8 @@ class ListSink:
         self.checkpoints.append(checkpoint)
 
     def should_stop(self) -> bool:
+        if self.stop_after_steps is not None and len(self.metrics) >= self.stop_after_steps:
+            return True
         return self.stop_after_checkpoints is not None and len(self.checkpoints) >= self.stop_after_checkpoints
 
 

@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 
 from localft.errors import TrainingCancelled
 from localft.training import Hyperparameters, TrainSpec, run_training
-from localft.training.checkpoint import read_checkpoint
+from localft.training.checkpoint import latest_progress, read_checkpoint
 
 from .conftest import ListSink
 
@@ -75,6 +75,34 @@ def test_resume_matches_uninterrupted_run(
 
     assert resumed.steps == full.steps and resumed.trained_tokens == full.trained_tokens
     assert [m.step for m in resumed_sink.metrics] == list(range(10, 19))
+    wf, wr = adapter(full.final_checkpoint), adapter(resumed.final_checkpoint)
+    for key in wf:
+        torch.testing.assert_close(wr[key], wf[key], rtol=1e-5, atol=1e-6)
+
+
+def test_a_crash_mid_epoch_resumes_from_the_last_progress_save(
+    tiny_causal_lm: Path, sentiment_files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    train, valid = sentiment_files
+    full = run_training(spec(tiny_causal_lm, train, valid, tmp_path / "full", save_every_s=None), ListSink())
+
+    # save_every_s=0: a progress save after every step that does not end an epoch; stopped in the middle of epoch 2.
+    crashed = ListSink(stop_after_steps=14)
+    with pytest.raises(TrainingCancelled):
+        run_training(spec(tiny_causal_lm, train, valid, tmp_path / "part", save_every_s=0.0), crashed)
+    assert [c.step for c in crashed.checkpoints] == [9]  # progress saves are not checkpoints
+    saves = sorted(p.name for p in (tmp_path / "part").glob("progress-*"))
+    assert saves == ["progress-000014"]  # each save replaced the one before
+    point = latest_progress(tmp_path / "part")
+    assert point is not None and point[0] == 14
+
+    resumed_sink = ListSink()
+    resumed = run_training(
+        spec(tiny_causal_lm, train, valid, tmp_path / "part", resume_from=point[1], save_every_s=None), resumed_sink
+    )
+    assert [m.step for m in resumed_sink.metrics] == list(range(15, 19))
+    assert resumed.steps == full.steps and resumed.trained_tokens == full.trained_tokens
+    assert latest_progress(tmp_path / "part") is None  # the epoch checkpoint removed the progress save
     wf, wr = adapter(full.final_checkpoint), adapter(resumed.final_checkpoint)
     for key in wf:
         torch.testing.assert_close(wr[key], wf[key], rtol=1e-5, atol=1e-6)
