@@ -12,11 +12,18 @@ from localft.base_models.catalog import (
     resolve_alias,
 )
 from localft.base_models.fetch import is_installed, local_model_dir, pull
-from localft.base_models.loading import load_tokenizer, native_bf16, resolve_device, use_threads
+from localft.base_models.loading import (
+    apply_threads,
+    load_tokenizer,
+    native_bf16,
+    resolve_device,
+    use_threads,
+)
 
 __all__ = [
     "DEFAULT_BASE_MODEL",
     "BaseModelSpec",
+    "apply_threads",
     "get_spec",
     "is_installed",
     "is_known",

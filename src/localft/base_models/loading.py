@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -31,13 +32,31 @@ def native_bf16(device: str) -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+_threads = 0
+"""The process's thread setting (`use_threads`); 0 is torch's default."""
+_applied = threading.local()
+
+
 def use_threads(threads: int) -> None:
-    """Set torch's intra-op thread count for this process; 0 keeps torch's default (one per physical core)."""
-    if threads <= 0:
+    """Set torch's intra-op thread count for this process; 0 keeps torch's default (one per physical core).
+
+    OpenMP keeps that count per thread: a thread started later (the embedded worker, a request's thread) would use
+    one per core again, whatever `torch.get_num_threads()` says there (measured: 2 busy threads in a new thread
+    after `set_num_threads(1)`). The engines call `apply_threads()` in the thread that runs their work."""
+    global _threads
+    _threads = max(0, threads)
+    _applied.threads = None
+    apply_threads()
+
+
+def apply_threads() -> None:
+    """Give the calling thread the process's thread count (cheap after the first call in a thread)."""
+    if _threads <= 0 or getattr(_applied, "threads", None) == _threads:
         return
     import torch
 
-    torch.set_num_threads(threads)
+    torch.set_num_threads(_threads)
+    _applied.threads = _threads
 
 
 def load_tokenizer(name: str, cache_dir: Path | None = None) -> Any:

@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from localft.base_models import resolve_device
+from localft.base_models import apply_threads, resolve_device
 from localft.base_models.scoring import (
     ScoreRow,
     build_row,
@@ -90,6 +90,7 @@ class InferenceEngine:
     def chat(self, artifact: ModelArtifact, request: ChatRequest) -> ChatResult:
         """Answer one chat completion request."""
         _check(request)
+        apply_threads()  # this request's thread may run the batch
         info = self.describe(artifact)
         fmt = ch.json_choice(request.response_format)
         if info.family == "encoder":
