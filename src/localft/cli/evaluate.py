@@ -164,11 +164,13 @@ def load_inputs(
 def model_access(base_url: str | None, api_key: str | None, in_process: bool) -> Iterator[dict[str, Any]]:
     """Keyword arguments for `compare_models`/`run_model`: an endpoint, or in-process senders."""
     if in_process:
+        from localft.base_models import use_threads
         from localft.eval.runner import engine_sender
         from localft.inference.engine import InferenceEngine
         from localft.settings import Settings
 
         settings = Settings.from_env()
+        use_threads(settings.threads)
         engine = InferenceEngine(settings.cache_dir, device=settings.device, int8=settings.int8)
 
         def sender(model: str) -> Send:
