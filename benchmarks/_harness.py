@@ -247,12 +247,11 @@ def succeeded(attempts: Iterable[FineTune | None]) -> list[FineTune]:
 @contextmanager
 def bench_server(name: str) -> Iterator[Bench]:
     """An embedded server with its own data folder for this experiment (kept between runs for reuse)."""
-    import torch
-
     from localft.api.server import EmbeddedServer
     from localft.settings import Settings
 
-    torch.set_num_threads(2)  # the machine has 2 cores, shared
+    # 2 cores, shared: the server applies this in its worker and request threads (settings.threads)
+    os.environ.setdefault("LOCALFT_THREADS", "2")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     root = Path(os.environ.get("LOCALFT_BENCH_HOME", Path.home() / ".cache" / "localft-bench"))
     home = root / name

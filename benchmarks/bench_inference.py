@@ -122,9 +122,7 @@ def throughput(call: Callable[[str], object], texts: list[str], threads: int) ->
 
 
 def main(argv: list[str] | None = None) -> None:
-    import torch
-
-    from localft.base_models import local_model_dir
+    from localft.base_models import local_model_dir, use_threads
     from localft.inference.engine import InferenceEngine
     from localft.inference.precision import compute_dtype, int8_applies
     from localft.inference.types import ChatRequest, ModelArtifact
@@ -135,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     parser.add_argument("--int8", nargs="*", default=["off", "auto", "on"], choices=["off", "auto", "on"])
     args = parser.parse_args([] if argv is None else argv)  # `python -m benchmarks` calls main() with its own argv
-    torch.set_num_threads(args.threads)
+    use_threads(args.threads)  # every request thread, not only this one (base_models.apply_threads)
     texts = _sentences(args.requests + args.concurrent)
     rows = []
     held: dict[str, float] = {}

@@ -177,8 +177,7 @@ def bare_models() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    import torch
-
+    from localft.base_models import use_threads
     from localft.inference.precision import compute_dtype
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -187,7 +186,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-bare", action="store_true", help="skip the bare base-model table")
     args = parser.parse_args([] if argv is None else argv)
-    torch.set_num_threads(args.threads)
+    use_threads(args.threads)  # every request thread, not only this one (base_models.apply_threads)
     float_name = str(compute_dtype("cpu")).removeprefix("torch.")
     print(f"float dtype on this CPU: {float_name}; torch threads: {args.threads}\n")
     if not args.no_bare:
