@@ -181,20 +181,25 @@ def test_unexpected_errors_fail_the_job_without_killing_the_worker(settings: Set
     assert "RuntimeError: CUDA fell off" in failed.error["message"]
 
 
-def test_a_dead_workers_job_resumes_from_its_last_checkpoint(settings: Settings, store: Store) -> None:
-    job = _queued_job(settings, store)
-    # Worker A took the job, wrote the step-4 checkpoint, then died (no more heartbeats).
+def _died_after_checkpoint(settings: Settings, store: Store, job: JobRecord, step: int) -> None:
+    """Another worker took the job, wrote and recorded the checkpoint of `step`, then died (no more heartbeats)."""
     assert store.claim_next("otherhost:1:dead", lease_seconds=0.05) is not None
-    folder = settings.jobs_dir / job.id / "step-000004"
+    folder = settings.jobs_dir / job.id / f"step-{step:06d}"
     folder.mkdir(parents=True)
-    (folder / "meta.json").write_text(json.dumps({"step": 4}))
+    (folder / "meta.json").write_text(json.dumps({"step": step}))
     store.add_checkpoint(
         CheckpointRecord(
-            id=ids.checkpoint_id(), job_id=job.id, created_at=1, step_number=4,
-            model_id="ft:m:org:s:abcdefgh:ckpt-step-4", metrics={}, path=str(folder.relative_to(settings.home)),
+            id=ids.checkpoint_id(), job_id=job.id, created_at=1, step_number=step,
+            model_id=f"ft:m:org:s:abcdefgh:ckpt-step-{step}", metrics={},
+            path=str(folder.relative_to(settings.home)),
         ),
-        "Checkpoint created at step 4",
+        f"Checkpoint created at step {step}",
     )  # fmt: skip
+
+
+def test_a_dead_workers_job_resumes_from_its_last_checkpoint(settings: Settings, store: Store) -> None:
+    job = _queued_job(settings, store)
+    _died_after_checkpoint(settings, store, job, step=4)
     time.sleep(0.1)
     trainer = ScriptedTrainer()
     assert _worker(settings, store, trainer).run_once()
@@ -209,19 +214,9 @@ def test_a_dead_workers_job_resumes_from_its_last_checkpoint(settings: Settings,
 
 def test_a_progress_save_newer_than_the_last_checkpoint_is_resumed_from(settings: Settings, store: Store) -> None:
     job = _queued_job(settings, store)
-    assert store.claim_next("otherhost:1:dead", lease_seconds=0.05) is not None
-    out = settings.jobs_dir / job.id
-    checkpoint = out / "step-000004"
-    checkpoint.mkdir(parents=True)
-    (checkpoint / "meta.json").write_text(json.dumps({"step": 4}))
-    store.add_checkpoint(
-        CheckpointRecord(
-            id=ids.checkpoint_id(), job_id=job.id, created_at=1, step_number=4,
-            model_id="ft:m:org:s:abcdefgh:ckpt-step-4", metrics={}, path=str(checkpoint.relative_to(settings.home)),
-        ),
-        "Checkpoint created at step 4",
-    )  # fmt: skip
-    progress = progress_dir(out, 5)  # the dead worker saved its progress mid-epoch, after the checkpoint
+    _died_after_checkpoint(settings, store, job, step=4)
+    # The dead worker also saved its progress mid-epoch, after that checkpoint.
+    progress = progress_dir(settings.jobs_dir / job.id, 5)
     progress.mkdir()
     write_meta(progress, CheckpointMeta(base_model="m", family="causal_lm", task="classification", step=5, epoch=2))
     (progress / "meta.json").write_text(json.dumps({"step": 5}))
