@@ -36,13 +36,13 @@ SYSTEM = (
 POOLS = DATASETS / "jigsaw_toxic" / "data_pools"
 
 
-def _answer(row: pd.Series) -> str:
+def answer(row: pd.Series) -> str:
     positive = [label for label in LABELS if int(row[label]) == 1]
     return ",".join(positive) if positive else "none"
 
 
 def _rows(frame: pd.DataFrame) -> list[tuple[str, str]]:
-    return [(str(row["comment_text"]), _answer(row)) for _, row in frame.iterrows()]
+    return [(str(row["comment_text"]), answer(row)) for _, row in frame.iterrows()]
 
 
 def splits() -> dict[str, list[tuple[str, str]]]:

@@ -123,7 +123,9 @@ class EncoderLearner:
         return logits.float()
 
     def loss(self, items: Sequence[EncoderItem]) -> BatchLoss:
-        logits = self._logits(items)
+        return self._loss(self._logits(items), items)
+
+    def _loss(self, logits: torch.Tensor, items: Sequence[EncoderItem]) -> BatchLoss:
         target = torch.tensor([it.target for it in items], device=self.device)
         if self.task.multi_label:
             per_label = F.binary_cross_entropy_with_logits(
@@ -140,12 +142,15 @@ class EncoderLearner:
 
     def evaluate(self, items: Sequence[EncoderItem], classify: bool) -> Evaluation:
         self.set_training(False)
+        # In order of length, so each chunk pads little (the metrics do not depend on the order); one forward pass
+        # gives a chunk's loss and its logits both.
+        items = sorted(items, key=self.tokens)
         loss, chunks = 0.0, []
         with torch.inference_mode():
             for start in range(0, len(items), 64):
                 part = items[start : start + 64]
-                loss += float(self.loss(part).loss_sum)
                 chunks.append(self._logits(part))
+                loss += float(self._loss(chunks[-1], part).loss_sum)
         logits = torch.cat(chunks)
         if self.task.multi_label and classify:
             self.thresholds = tune_thresholds(torch.sigmoid(logits), [it.target for it in items])

@@ -8,6 +8,7 @@ run continues exactly where the uninterrupted one would be.
 
 from __future__ import annotations
 
+import math
 import random
 import shutil
 import time
@@ -95,6 +96,8 @@ class Plan:
     learning_rate: float
     seed: int
     tokens_per_forward: int
+    forward_overhead: int = 0
+    """A forward pass's fixed cost in token-equivalents (`micro_batches`)."""
     weight_decay: float = 0.0
 
 
@@ -109,17 +112,32 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
     return -(-n // batch_size)
 
 
-def micro_batches(items: Sequence[Any], lengths: Sequence[int], budget: int) -> list[list[Any]]:
-    """Split a batch so each part's padded size (rows x longest) stays within `budget` tokens."""
-    parts: list[list[Any]] = [[]]
-    longest = 0
-    for item, length in zip(items, lengths, strict=True):
-        if parts[-1] and (len(parts[-1]) + 1) * max(longest, length) > budget:
-            parts.append([])
-            longest = 0
-        parts[-1].append(item)
-        longest = max(longest, length)
-    return parts
+def micro_batches(items: Sequence[Any], lengths: Sequence[int], budget: int, overhead: int = 0) -> list[list[Any]]:
+    """Group a batch into forward passes so that short rows do not pad to a long row's length.
+
+    A pass computes rows x its longest row tokens. Rows are sorted by length and cut into runs; a small dynamic
+    program picks the cuts that compute the fewest tokens, counting `overhead` token-equivalents for the fixed cost
+    of each pass, with no pass over `budget` padded tokens (bounding activation memory) unless one row alone is
+    longer. The loop normalises every pass's loss by the whole batch's targets, so the grouping leaves the
+    gradient unchanged (up to the order of float sums).
+    """
+    order = sorted(range(len(items)), key=lambda i: lengths[i])
+    cost = [0.0] + [math.inf] * len(order)  # cost[j]: the cheapest grouping of the j shortest rows
+    cut = [0] * (len(order) + 1)  # where that grouping's last pass starts
+    for j in range(1, len(order) + 1):
+        longest = lengths[order[j - 1]]
+        for i in range(j - 1, -1, -1):
+            padded = (j - i) * longest
+            if padded > budget and j - i > 1:
+                break
+            if cost[i] + padded + overhead < cost[j]:
+                cost[j], cut[j] = cost[i] + padded + overhead, i
+    parts: list[list[Any]] = []
+    j = len(order)
+    while j > 0:
+        parts.append([items[k] for k in order[cut[j] : j]])
+        j = cut[j]
+    return parts[::-1]
 
 
 @dataclass
@@ -204,7 +222,7 @@ class TrainLoop:
         targets = sum(self.learner.targets(item) for item in batch)
         lengths = [self.learner.tokens(item) for item in batch]
         loss_total, correct = 0.0, 0
-        for part in micro_batches(batch, lengths, self.plan.tokens_per_forward):
+        for part in micro_batches(batch, lengths, self.plan.tokens_per_forward, self.plan.forward_overhead):
             out = self.learner.loss(part)
             # Normalising by the whole batch's targets makes accumulation equal to one big batch.
             (out.loss_sum / max(targets, 1)).backward()  # type: ignore[no-untyped-call]

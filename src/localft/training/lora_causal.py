@@ -126,9 +126,10 @@ class CausalLearner:
     def evaluate(self, items: Sequence[CausalItem], classify: bool) -> Evaluation:
         self.set_training(False)
         loss, targets, correct = 0.0, 0, 0
+        by_length = sorted(items, key=self.tokens)  # each chunk pads little; the sums do not depend on the order
         with torch.inference_mode():
-            for start in range(0, len(items), 8):
-                out = self.loss(items[start : start + 8])
+            for start in range(0, len(by_length), 8):
+                out = self.loss(by_length[start : start + 8])
                 loss += float(out.loss_sum)
                 targets += out.n_targets
                 correct += out.n_correct
@@ -154,13 +155,15 @@ class CausalLearner:
             prompt, answers = self.encoder.prompt_and_answers(context, self.candidates)
             rows.append(ScoreRow(prompt_ids=prompt, candidates=answers, prompt_tokens=len(prompt)))
         self.set_training(False)
-        predicted = []
-        for start in range(0, len(rows), VALIDATION_ROWS_PER_PASS):
+        # Scored in order of prompt length, so the prompts of one pass pad little.
+        order = sorted(range(len(rows)), key=lambda i: len(rows[i].prompt_ids))
+        predicted = [""] * len(rows)
+        for start in range(0, len(order), VALIDATION_ROWS_PER_PASS):
+            chunk = order[start : start + VALIDATION_ROWS_PER_PASS]
             with torch.inference_mode(), autocast(self.device):
-                scores = score_rows(
-                    self.model, rows[start : start + VALIDATION_ROWS_PER_PASS], self._pad_id, self.device
-                )
-            predicted += [self.candidates[max(range(len(s)), key=s.__getitem__)] for s in scores]
+                scores = score_rows(self.model, [rows[i] for i in chunk], self._pad_id, self.device)
+            for i, s in zip(chunk, scores, strict=True):
+                predicted[i] = self.candidates[max(range(len(s)), key=s.__getitem__)]
         return predicted
 
     def _classification(self, items: Sequence[CausalItem]) -> dict[str, float]:

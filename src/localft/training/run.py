@@ -17,7 +17,7 @@ from localft.base_models import apply_threads, get_spec, local_model_dir, resolv
 from localft.base_models.templates import TemplateKind, template_kind
 from localft.errors import DataValidationError, ModelError
 from localft.settings import Settings
-from localft.training.auto import TOKENS_PER_FORWARD, Family, Resolved, resolve
+from localft.training.auto import FORWARD_OVERHEAD, TOKENS_PER_FORWARD, Family, Resolved, resolve
 from localft.training.checkpoint import CheckpointMeta, read_checkpoint
 from localft.training.dataset import ChatEncoder, ChatExample, read_examples
 from localft.training.interfaces import EventSink, TrainResult, TrainSpec
@@ -86,6 +86,7 @@ def run_training(spec: TrainSpec, sink: EventSink) -> TrainResult:
         learning_rate=hp.learning_rate,
         seed=spec.seed,
         tokens_per_forward=TOKENS_PER_FORWARD[family],
+        forward_overhead=FORWARD_OVERHEAD[family],
         weight_decay=0.01 if family == "encoder" else 0.0,
     )
     loop = TrainLoop(

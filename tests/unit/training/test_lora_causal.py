@@ -9,7 +9,8 @@ import torch
 from safetensors.torch import load_file
 
 from localft.errors import TrainingCancelled
-from localft.training import Hyperparameters, TrainSpec, run_training
+from localft.training import Hyperparameters, TrainSpec, loop, lora_causal, run_training
+from localft.training.auto import FORWARD_OVERHEAD, TOKENS_PER_FORWARD
 from localft.training.checkpoint import latest_progress, read_checkpoint
 
 from .conftest import ListSink
@@ -106,3 +107,21 @@ def test_a_crash_mid_epoch_resumes_from_the_last_progress_save(
     wf, wr = adapter(full.final_checkpoint), adapter(resumed.final_checkpoint)
     for key in wf:
         torch.testing.assert_close(wr[key], wf[key], rtol=1e-5, atol=1e-6)
+
+
+def test_the_grouping_into_forward_passes_leaves_training_unchanged(
+    tiny_causal_lm: Path, sentiment_files: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each pass's loss is normalised by the whole batch's targets: one row per pass trains the adapter one pass
+    per batch does. In fp32: bf16 rounds differently at each batch shape."""
+    train, _ = sentiment_files
+    for module in (loop, lora_causal):
+        monkeypatch.setattr(module, "bf16_available", lambda device: False)
+    monkeypatch.setitem(FORWARD_OVERHEAD, "causal_lm", 10**9)
+    whole = run_training(spec(tiny_causal_lm, train, None, tmp_path / "whole", seed=3), ListSink())
+    monkeypatch.setitem(TOKENS_PER_FORWARD, "causal_lm", 1)
+    split = run_training(spec(tiny_causal_lm, train, None, tmp_path / "split", seed=3), ListSink())
+    ww, ws = adapter(whole.final_checkpoint), adapter(split.final_checkpoint)
+    assert any(not torch.equal(ww[k], ws[k]) for k in ww)  # the float sums ran in another order: not a no-op
+    for key in ww:
+        torch.testing.assert_close(ws[key], ww[key], rtol=1e-4, atol=1e-5)

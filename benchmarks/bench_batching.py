@@ -1,0 +1,207 @@
+"""Real-length batches: what grouping a batch's rows into forward passes by length saves, and what a pass costs.
+
+    .venv/bin/python -m benchmarks.bench_batching [--steps 12] [--threads 2] [--only smollm2-135m-instruct]
+
+Texts vary in length, and a forward pass computes every row at its longest row's length. The loop
+(`localft.training.loop.micro_batches`) sorts a batch by length and cuts it into passes where the padding saved
+outweighs a pass's fixed cost. For each model this benchmark
+
+1. times a training step's forward and backward pass at several uniform shapes (rows x tokens) and fits
+   `seconds = fixed + per_token x tokens`: `fixed / per_token` is the pass's fixed cost in tokens, the
+   `FORWARD_OVERHEAD` of `localft.training.auto`;
+2. trains on Jigsaw comments (the shared pools, 50 to 1,500 characters and more, as multi-label chat examples
+   truncated to the engine's default length) in the engine's own batches, alternating each batch between one padded
+   pass ("pad to the longest") and the engine's grouping ("by length"). Same batches, same process: the ratio is
+   the figure to read; both columns count real tokens, not padding.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks._harness import DATASETS, RecordingSink
+
+CACHE = Path(__file__).resolve().parent.parent / ".localft-test-cache"
+SHAPES = [(1, 32), (1, 128), (1, 256), (4, 32), (4, 128), (8, 64), (8, 128), (2, 256)]
+"""(rows, tokens) of the timed passes: within the encoder's 256-token limit."""
+MODELS = ["smollm2-135m-instruct", "minilm-l6"]
+PADDED = 1 << 30
+"""A forward overhead so large that every batch is one pass: the padding the loop did before grouping by length."""
+
+
+def _jigsaw_examples(limit: int) -> list[Any]:
+    import pandas as pd
+
+    from benchmarks.bench_jigsaw import SYSTEM, answer
+    from localft.training.dataset import ChatExample
+
+    pools = DATASETS / "jigsaw_toxic" / "data_pools"
+    frame = pd.concat([pd.read_csv(pools / "train.a.ok.1k.csv"), pd.read_csv(pools / "train.a.bad.1k.csv")])
+    frame = frame.sample(n=limit, random_state=0)
+    return [
+        ChatExample(
+            messages=[
+                {"role": "system", "content": SYSTEM},
+                {"role": "user", "content": str(row["comment_text"])},
+                {"role": "assistant", "content": answer(row)},
+            ],
+            line=i + 1,
+        )
+        for i, (_, row) in enumerate(frame.iterrows())
+    ]
+
+
+def _learner(base: str, examples: list[Any]) -> tuple[Any, str]:
+    from localft.base_models import load_tokenizer, local_model_dir
+    from localft.training.auto import MAX_LENGTH
+    from localft.training.run import model_family
+    from localft.training.task import detect_task
+
+    model_dir = local_model_dir(base, CACHE)
+    family = model_family(base, model_dir)
+    tokenizer = load_tokenizer(base, CACHE)
+    task = detect_task([ex.answer for ex in examples])
+    if family == "causal_lm":
+        from localft.base_models.templates import template_kind
+        from localft.training.dataset import ChatEncoder
+        from localft.training.lora_causal import CausalLearner
+
+        encoder = ChatEncoder(tokenizer, template_kind(tokenizer), max_length=MAX_LENGTH[family])
+        return CausalLearner(model_dir, tokenizer, encoder, task, "cpu"), family
+    from localft.training.encoder_head import EncoderLearner
+
+    return EncoderLearner(model_dir, tokenizer, task, "cpu", max_length=MAX_LENGTH[family]), family
+
+
+def _pass_seconds(learner: Any, items: list[Any], rows: int, width: int) -> float:
+    """One forward and backward pass over `rows` items cut to `width` tokens (best of three)."""
+    import dataclasses
+
+    from localft.training.dataset import Encoded
+
+    def cut(item: Any) -> Any:
+        if hasattr(item, "encoded"):  # a causal item: keep the answer tokens at the end, as truncation does
+            ids, labels = item.encoded.input_ids, item.encoded.labels
+            return dataclasses.replace(
+                item, encoded=Encoded(ids[: width - 8] + ids[-8:], labels[: width - 8] + labels[-8:])
+            )
+        return dataclasses.replace(item, input_ids=item.input_ids[:width])
+
+    batch = [cut(it) for it in items if learner.tokens(it) >= width][:rows]
+    assert len(batch) == rows and all(learner.tokens(it) == width for it in batch)
+    times = []
+    for _ in range(3):
+        started = time.perf_counter()
+        learner.loss(batch).loss_sum.backward()
+        times.append(time.perf_counter() - started)
+    learner.model.zero_grad(set_to_none=True)
+    return min(times)
+
+
+def _run_model(base: str, steps: int, threads: int) -> dict[str, Any]:
+    import numpy as np
+
+    from localft.base_models import apply_threads, use_threads
+    from localft.training.auto import AUTO_BATCH_SIZE, FORWARD_OVERHEAD, TOKENS_PER_FORWARD
+    from localft.training.loop import Plan, TrainLoop, epoch_order, micro_batches
+
+    use_threads(threads)
+    apply_threads()
+    examples = _jigsaw_examples(8 * 16 * (steps + 2))
+    learner, family = _learner(base, examples)
+    items = learner.make_items(examples)
+    learner.set_training(True)
+    _pass_seconds(learner, items, 2, 64)  # warm-up: oneDNN kernels, allocator
+    shape_times = [(rows, width, _pass_seconds(learner, items, rows, width)) for rows, width in SHAPES]
+    tokens = np.array([rows * width for rows, width, _ in shape_times], dtype=float)
+    seconds = np.array([t for _, _, t in shape_times])
+    per_token, fixed = np.polyfit(tokens, seconds, 1)
+
+    batch = AUTO_BATCH_SIZE[family]
+    order = epoch_order(len(items), 0, 0)
+    batches = [[items[i] for i in order[s : s + batch]] for s in range(0, batch * (steps + 2), batch)]
+    results: dict[str, dict[str, list[float]]] = {"padded": {}, "by length": {}}
+    overheads = {"padded": PADDED, "by length": FORWARD_OVERHEAD[family]}
+    loops = {}
+    for name, overhead in overheads.items():
+        plan = Plan(1, batch, 1e-4, 0, TOKENS_PER_FORWARD[family], forward_overhead=overhead)
+        loops[name] = TrainLoop(learner, items, [], plan, RecordingSink(), Path("/nonexistent"), lambda *a: None)  # type: ignore[arg-type,return-value]
+        results[name] = {"seconds": [], "computed": [], "passes": []}
+    real = []
+    for i, chunk in enumerate(batches):
+        lengths = [learner.tokens(it) for it in chunk]
+        real.append(sum(lengths))
+        # Alternate which grouping goes first, so neither always runs on a warmer cache.
+        names = list(overheads) if i % 2 == 0 else list(reversed(overheads))
+        for name in names:
+            parts = micro_batches(chunk, lengths, TOKENS_PER_FORWARD[family], overheads[name])
+            started = time.perf_counter()
+            loops[name]._step(chunk, 0)
+            if i >= 2:  # the first steps pay for lazy initialisation
+                results[name]["seconds"].append(time.perf_counter() - started)
+                results[name]["computed"].append(sum(len(p) * max(learner.tokens(it) for it in p) for p in parts))
+                results[name]["passes"].append(len(parts))
+    measured_real = sum(real[2:])
+    rows = []
+    for name, r in results.items():
+        rows.append(
+            {
+                "grouping": name,
+                "s_per_step": statistics.median(r["seconds"]),
+                "real_tokens_per_s": measured_real / sum(r["seconds"]),
+                "computed_per_real": sum(r["computed"]) / measured_real,
+                "passes_per_step": statistics.mean(r["passes"]),
+            }
+        )
+    return {
+        "model": base,
+        "shapes": shape_times,
+        "fixed_s": fixed,
+        "per_token_ms": per_token * 1000,
+        "overhead_tokens": fixed / per_token,
+        "batch": batch,
+        "median_real_tokens": statistics.median(real),
+        "max_real_tokens": max(real),
+        "rows": rows,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=12, help="measured optimizer steps per grouping")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--only", nargs="*", default=None, help="models to run (default: all)")
+    args = parser.parse_args([] if argv is None else argv)  # `python -m benchmarks NAME` keeps its own argv
+    context = multiprocessing.get_context("spawn")
+    for base in [m for m in MODELS if not args.only or m in args.only]:
+        with context.Pool(1) as pool:  # its own process: one model's memory and threads at a time
+            r = pool.apply(_run_model, (base, args.steps, args.threads))
+        shapes = ", ".join(f"{rows}x{width} {t:.2f}s" for rows, width, t in r["shapes"])
+        print(f"\n**{r['model']}**: one training pass (forward + backward) at uniform shapes: {shapes}")
+        print(
+            f"fit: {r['fixed_s']:.3f} s + {r['per_token_ms']:.2f} ms per token: a pass's fixed cost is "
+            f"{r['overhead_tokens']:.0f} tokens\n"
+        )
+        print(
+            f"Jigsaw batches of {r['batch']}: real tokens per batch median {r['median_real_tokens']}, "
+            f"max {r['max_real_tokens']}\n"
+        )
+        print("| grouping | s/step (median) | real tokens/s | tokens computed per real token | passes per step |")
+        print("|---|---|---|---|---|")
+        for row in r["rows"]:
+            print(
+                f"| {row['grouping']} | {row['s_per_step']:.2f} | {row['real_tokens_per_s']:.0f} | "
+                f"{row['computed_per_real']:.2f} | {row['passes_per_step']:.1f} |",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    import sys
+
+    main(sys.argv[1:])
