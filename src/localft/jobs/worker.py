@@ -17,7 +17,7 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from localft import ids
 from localft.errors import DataValidationError, LocalftError, TrainingCancelled
@@ -28,7 +28,7 @@ from localft.jobs.schema import JobRecord, ModelRecord
 from localft.jobs.sink import KEEP_CHECKPOINTS, StoreSink
 from localft.jobs.store import Store
 from localft.settings import Settings
-from localft.training.checkpoint import PROGRESS_PREFIX, latest_progress
+from localft.training.checkpoint import latest_progress
 from localft.training.hparams import Hyperparameters
 from localft.training.interfaces import EventSink, TrainResult, TrainSpec
 
@@ -41,6 +41,15 @@ VALIDATION_GRACE_SECONDS = 60.0
 """A job still validating this long after creation lost its validation to a crash; the worker redoes it."""
 MAX_ATTEMPTS = 5
 """A job taken over this many times (each one a crash) fails instead of crashing workers forever."""
+
+
+class ResumePoint(NamedTuple):
+    """Where a taken-over job continues: a checkpoint, or a newer mid-epoch progress save."""
+
+    step: int
+    folder: Path
+    kind: str
+    """How the job's event names it."""
 
 
 def new_worker_id() -> str:
@@ -115,16 +124,15 @@ class Worker:
         if job.attempts > MAX_ATTEMPTS:
             self._fail(job, "training_failed", f"The job was interrupted {job.attempts - 1} times; giving up.")
             return
-        checkpoint = self._resume_point(job)
-        if checkpoint is not None:
-            kind = "a progress save" if checkpoint[1].name.startswith(PROGRESS_PREFIX) else "checkpoint"
-            self.store.add_event(job.id, f"Resuming fine-tuning job from {kind} at step {checkpoint[0]}")
+        resume = self._resume_point(job)
+        if resume is not None:
+            self.store.add_event(job.id, f"Resuming fine-tuning job from {resume.kind} at step {resume.step}")
         elif job.attempts > 1:
             self.store.add_event(job.id, "Restarting fine-tuning job from the beginning (no checkpoint saved yet)")
         else:
             self.store.add_event(job.id, "Fine-tuning job started")
         try:
-            spec = self._spec(job, None if checkpoint is None else checkpoint[1])
+            spec = self._spec(job, None if resume is None else resume.folder)
             train = self._train or _default_train()
             with StoreSink(
                 self.store,
@@ -155,18 +163,18 @@ class Worker:
             log.error("job %s: saving results failed:\n%s", job.id, traceback.format_exc())
             self._fail(job, "training_failed", f"Saving the fine-tuned model failed: {type(exc).__name__}: {exc}")
 
-    def _resume_point(self, job: JobRecord) -> tuple[int, Path] | None:
+    def _resume_point(self, job: JobRecord) -> ResumePoint | None:
         """The newest of the job's recorded checkpoints (whose folder still exists) and its mid-epoch progress
-        saves, as (step, folder)."""
+        saves."""
         points = [
-            (record.step_number, self.settings.home / record.path)
+            ResumePoint(record.step_number, self.settings.home / record.path, "checkpoint")
             for record in self.store.checkpoints_of(job.id)
             if (self.settings.home / record.path).is_dir()
         ]
         progress = latest_progress(self.settings.jobs_dir / job.id)
         if progress is not None:
-            points.append(progress)
-        return max(points, key=lambda point: point[0], default=None)
+            points.append(ResumePoint(*progress, "a progress save"))
+        return max(points, key=lambda point: point.step, default=None)
 
     def _spec(self, job: JobRecord, resume_from: Path | None) -> TrainSpec:
         requested = job.method.get("supervised", {}).get("hyperparameters") or {}
