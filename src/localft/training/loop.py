@@ -122,7 +122,8 @@ def micro_batches(items: Sequence[Any], lengths: Sequence[int], budget: int, ove
     gradient unchanged (up to the order of float sums).
     """
     order = sorted(range(len(items)), key=lambda i: lengths[i])
-    cost = [0.0] + [math.inf] * len(order)  # cost[j]: the cheapest grouping of the j shortest rows
+    # cost[j]: (tokens, passes) of the cheapest grouping of the j shortest rows; among equal costs, fewer passes.
+    cost: list[tuple[float, int]] = [(0.0, 0)] + [(math.inf, 0)] * len(order)
     cut = [0] * (len(order) + 1)  # where that grouping's last pass starts
     for j in range(1, len(order) + 1):
         longest = lengths[order[j - 1]]
@@ -130,8 +131,9 @@ def micro_batches(items: Sequence[Any], lengths: Sequence[int], budget: int, ove
             padded = (j - i) * longest
             if padded > budget and j - i > 1:
                 break
-            if cost[i] + padded + overhead < cost[j]:
-                cost[j], cut[j] = cost[i] + padded + overhead, i
+            option = (cost[i][0] + padded + overhead, cost[i][1] + 1)
+            if option < cost[j]:
+                cost[j], cut[j] = option, i
     parts: list[list[Any]] = []
     j = len(order)
     while j > 0:

@@ -36,7 +36,7 @@ def test_explicit_values_win_and_scale_the_base_rate() -> None:
 
 
 def test_micro_batches_group_rows_by_length_within_the_token_budget() -> None:
-    parts = micro_batches(list("abcdef"), [10, 10, 30, 10, 10, 10], budget=60, overhead=1)
+    parts = micro_batches(list("abcdef"), [10, 10, 30, 10, 10, 10], budget=60)
     assert parts == [["a", "b", "d", "e", "f"], ["c"]]  # 50 + 30 tokens, where batch order would pad to 6 x 30
     assert micro_batches(["x"], [500], budget=60) == [["x"]]  # one long item still trains
 
@@ -46,8 +46,9 @@ def test_micro_batches_split_off_long_rows_only_when_that_saves_more_than_a_pass
     items = list(range(len(lengths)))
     assert micro_batches(items, lengths, budget=4096, overhead=16) == [[4, 2, 5, 6, 3, 1, 7], [0]]
     assert micro_batches(items, lengths, budget=4096, overhead=1000) == [[4, 2, 5, 6, 3, 1, 7, 0]]
-    # Uniform lengths never gain from a split: the fewest passes the budget allows.
-    assert micro_batches(items, [64] * 8, budget=256, overhead=1) == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    # Uniform lengths never gain from a split: the fewest passes the budget allows, even when passes cost nothing.
+    assert micro_batches(items, [64] * 8, budget=256, overhead=0) == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    assert micro_batches(items, [64] * 8, budget=4096) == [items]
 
 
 def test_micro_batches_keep_every_row_once_and_passes_within_budget() -> None:
