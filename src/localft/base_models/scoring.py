@@ -18,8 +18,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from localft.base_models.grouping import group_by_length
 from localft.base_models.templates import Prompt
 
+PASS_OVERHEAD = 32
+"""A scoring pass's fixed cost in tokens (reading the weights once per pass): rows of a batch are grouped into
+passes by length where the padding saved is worth more (`grouping`; measured in BENCHMARKS.md)."""
+ENCODER_PASS_OVERHEAD = 16
+"""The same for an encoder's pass."""
 MAX_LOGITS = 64 * 1024 * 1024
 """Logits computed per forward pass (positions x vocabulary, float32: 256 MB): bounds memory for large label sets.
 Rows are split into several passes beyond it; a single row that exceeds it still runs alone."""
@@ -88,19 +94,36 @@ def score_rows(
     of each prompt runs, attending to the cached prefix.
     """
     vocab = int(model.get_output_embeddings().out_features)
-    scores: list[list[float]] = []
-    batch: list[tuple[ScoreRow, dict[tuple[int, ...], int]]] = []
-    width = 0  # logits kept per row in the batch: the prompt's last position + the widest tree
-    for row in rows:
-        trie = _trie(row)
-        if batch and (len(batch) + 1) * max(width, 1 + len(trie)) * vocab > MAX_LOGITS:
-            scores.extend(_score_batch(model, batch, pad_id, device, prefix))
-            batch, width = [], 0
-        batch.append((row, trie))
-        width = max(width, 1 + len(trie))
-    if batch:
-        scores.extend(_score_batch(model, batch, pad_id, device, prefix))
+    skip = prefix[0] if prefix is not None else 0
+    tries = [_trie(row) for row in rows]
+    lengths = [len(row.prompt_ids) - skip + len(trie) for row, trie in zip(rows, tries, strict=True)]
+    scores: list[list[float]] = [[] for _ in rows]
+    for group in group_by_length(range(len(rows)), lengths, overhead=PASS_OVERHEAD):
+        batch: list[int] = []
+        width = 0  # logits kept per row in the batch: the prompt's last position + the widest tree
+        for i in group:
+            if batch and (len(batch) + 1) * max(width, 1 + len(tries[i])) * vocab > MAX_LOGITS:
+                _score_into(scores, batch, model, rows, tries, pad_id, device, prefix)
+                batch, width = [], 0
+            batch.append(i)
+            width = max(width, 1 + len(tries[i]))
+        _score_into(scores, batch, model, rows, tries, pad_id, device, prefix)
     return scores
+
+
+def _score_into(
+    scores: list[list[float]],
+    batch: Sequence[int],
+    model: Any,
+    rows: Sequence[ScoreRow],
+    tries: Sequence[dict[tuple[int, ...], int]],
+    pad_id: int,
+    device: str,
+    prefix: tuple[int, Any] | None,
+) -> None:
+    out = _score_batch(model, [(rows[i], tries[i]) for i in batch], pad_id, device, prefix)
+    for i, row_scores in zip(batch, out, strict=True):
+        scores[i] = row_scores
 
 
 def _trie(row: ScoreRow) -> dict[tuple[int, ...], int]:
@@ -188,25 +211,47 @@ def _causal(n: int) -> Any:
     return torch.ones((n, n), dtype=torch.bool).tril()
 
 
-def encoder_logits(model: Any, tokenize: Callable[..., Any], texts: Sequence[str], max_length: int, device: str) -> Any:
+def encoder_logits(
+    model: Any, tokenize: Callable[..., Any], texts: Sequence[str], max_length: int, device: str, pad_id: int
+) -> Any:
     """Classification-head logits for a batch of texts (float32, on the CPU)."""
-    import torch
-
-    batch = tokenize(list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-    with torch.inference_mode():
-        logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
-    return logits.float().cpu()
+    ids = tokenize(list(texts), truncation=True, max_length=max_length)["input_ids"]
+    return _encoder_passes(model, ids, pad_id, device, lambda out, mask: out.logits.float())
 
 
 def encoder_embeddings(
-    model: Any, tokenize: Callable[..., Any], texts: Sequence[str], max_length: int, device: str
+    model: Any, tokenize: Callable[..., Any], texts: Sequence[str], max_length: int, device: str, pad_id: int
 ) -> Any:
     """Mean-pooled, L2-normalised sentence embeddings of a base encoder (for zero-shot choices among values)."""
     import torch
 
-    batch = tokenize(list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-    with torch.inference_mode():
-        hidden = model(**{k: v.to(device) for k, v in batch.items()}).last_hidden_state.float()
-    weights = batch["attention_mask"].to(hidden.device).unsqueeze(-1).float()
-    pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
-    return torch.nn.functional.normalize(pooled, dim=-1).cpu()
+    def pooled(out: Any, mask: Any) -> Any:
+        hidden = out.last_hidden_state.float()
+        weights = mask.to(hidden.device).unsqueeze(-1).float()
+        mean = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+        return torch.nn.functional.normalize(mean, dim=-1)
+
+    ids = tokenize(list(texts), truncation=True, max_length=max_length)["input_ids"]
+    return _encoder_passes(model, ids, pad_id, device, pooled)
+
+
+def _encoder_passes(
+    model: Any, ids: Sequence[Sequence[int]], pad_id: int, device: str, output: Callable[[Any, Any], Any]
+) -> Any:
+    """`output(model_output, attention_mask)` for every text's token ids, stacked in their order; the texts run
+    in passes grouped by length."""
+    import torch
+
+    results: list[Any] = [None] * len(ids)
+    for group in group_by_length(range(len(ids)), [len(i) for i in ids], overhead=ENCODER_PASS_OVERHEAD):
+        width = max(len(ids[i]) for i in group)
+        batch = torch.full((len(group), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(group), width), dtype=torch.long)
+        for r, i in enumerate(group):
+            batch[r, : len(ids[i])] = torch.tensor(ids[i])
+            mask[r, : len(ids[i])] = 1
+        with torch.inference_mode():
+            out = output(model(input_ids=batch.to(device), attention_mask=mask.to(device)), mask)
+        for r, i in enumerate(group):
+            results[i] = out[r].cpu()
+    return torch.stack(results)

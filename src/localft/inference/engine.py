@@ -306,7 +306,8 @@ class InferenceEngine:
         texts = [t for job in jobs for t in job.texts]
         max_length = info.meta.max_length if info.meta else 512
         run = encoder_logits if kind == "encoder" else encoder_embeddings
-        out = run(model, info.tokenize, texts, max_length, self.device).numpy()
+        pad = info.tokenizer.pad_token_id or 0
+        out = run(model, info.tokenize, texts, max_length, self.device, pad).numpy()
         split, start = [], 0
         for job in jobs:
             split.append(out[start : start + len(job.texts)])

@@ -8,7 +8,6 @@ run continues exactly where the uninterrupted one would be.
 
 from __future__ import annotations
 
-import math
 import random
 import shutil
 import time
@@ -20,6 +19,7 @@ from typing import Any, Protocol
 import torch
 
 from localft.base_models import native_bf16
+from localft.base_models.grouping import group_by_length
 from localft.errors import TrainingCancelled
 from localft.training.checkpoint import (
     CheckpointMeta,
@@ -113,33 +113,9 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
 
 
 def micro_batches(items: Sequence[Any], lengths: Sequence[int], budget: int, overhead: int = 0) -> list[list[Any]]:
-    """Group a batch into forward passes so that short rows do not pad to a long row's length.
-
-    A pass computes rows x its longest row tokens. Rows are sorted by length and cut into runs; a small dynamic
-    program picks the cuts that compute the fewest tokens, counting `overhead` token-equivalents for the fixed cost
-    of each pass, with no pass over `budget` padded tokens (bounding activation memory) unless one row alone is
-    longer. The loop normalises every pass's loss by the whole batch's targets, so the grouping leaves the
-    gradient unchanged (up to the order of float sums).
-    """
-    order = sorted(range(len(items)), key=lambda i: lengths[i])
-    # cost[j]: (tokens, passes) of the cheapest grouping of the j shortest rows; among equal costs, fewer passes.
-    cost: list[tuple[float, int]] = [(0.0, 0)] + [(math.inf, 0)] * len(order)
-    cut = [0] * (len(order) + 1)  # where that grouping's last pass starts
-    for j in range(1, len(order) + 1):
-        longest = lengths[order[j - 1]]
-        for i in range(j - 1, -1, -1):
-            padded = (j - i) * longest
-            if padded > budget and j - i > 1:
-                break
-            option = (cost[i][0] + padded + overhead, cost[i][1] + 1)
-            if option < cost[j]:
-                cost[j], cut[j] = option, i
-    parts: list[list[Any]] = []
-    j = len(order)
-    while j > 0:
-        parts.append([items[k] for k in order[cut[j] : j]])
-        j = cut[j]
-    return parts[::-1]
+    """Split a batch into forward passes by length (`base_models.grouping`). The loop normalises every pass's loss
+    by the whole batch's targets, so the split leaves the gradient unchanged (up to the order of float sums)."""
+    return group_by_length(items, lengths, budget, overhead)
 
 
 @dataclass

@@ -97,3 +97,39 @@ def test_cached_shared_prefix_gives_the_same_scores(tiny_causal_lm: Path) -> Non
     for row, scores, repeat in zip(rows, with_prefix, again, strict=True):
         expected = [brute_force(model, row.prompt_ids, cand) for cand in row.candidates]
         assert scores == pytest.approx(expected, abs=1e-4) and repeat == pytest.approx(expected, abs=1e-4)
+
+
+def test_rows_run_in_passes_grouped_by_length_and_keep_their_order(
+    tiny_causal_lm: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(tiny_causal_lm)
+    model = AutoModelForCausalLM.from_pretrained(tiny_causal_lm).eval()
+    long = "a much longer message about the lost bag, the gate, the crew and the refund that never came"
+    rows = [
+        build_row(tokenizer, render_prompt(tokenizer, [{"role": "user", "content": text}], "model"), ["yes", "no"])
+        for text in ("my bag", long, "my bag")
+    ]
+    passes: list[int] = []
+    monkeypatch.setattr(scoring, "_score_batch", _counting(scoring._score_batch, passes))
+    monkeypatch.setattr(scoring, "PASS_OVERHEAD", 0)
+    grouped = score_rows(model, rows, tokenizer.pad_token_id, "cpu")
+    assert passes == [2, 1]  # the short prompts together, the long one alone
+    passes.clear()
+    monkeypatch.setattr(scoring, "PASS_OVERHEAD", 10**6)
+    together = score_rows(model, rows, tokenizer.pad_token_id, "cpu")
+    assert passes == [3]
+    for row, a, b in zip(rows, grouped, together, strict=True):
+        expected = [brute_force(model, row.prompt_ids, c) for c in row.candidates]
+        assert a == pytest.approx(expected, abs=1e-4) and b == pytest.approx(expected, abs=1e-4)
+
+
+def test_encoder_logits_do_not_depend_on_the_texts_batched_together(tiny_encoder: Path) -> None:
+    from transformers import AutoModelForSequenceClassification
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_encoder)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_encoder, num_labels=3).eval()
+    texts = ["ok", "the flight was late and the bag was lost and nobody called back", "great crew", "bad"]
+    batched = scoring.encoder_logits(model, tokenizer, texts, 64, "cpu", tokenizer.pad_token_id or 0)
+    alone = torch.cat([scoring.encoder_logits(model, tokenizer, [t], 64, "cpu", 0) for t in texts])
+    torch.testing.assert_close(batched, alone, rtol=1e-4, atol=1e-5)
+    assert batched.shape == (4, 3) and not torch.equal(batched[0], batched[1])
