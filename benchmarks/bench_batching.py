@@ -8,7 +8,8 @@ outweighs a pass's fixed cost. For each model this benchmark
 
 1. times a training step's forward and backward pass at several uniform shapes (rows x tokens) and fits
    `seconds = fixed + per_token x tokens`: `fixed / per_token` is the pass's fixed cost in tokens, the
-   `FORWARD_OVERHEAD` of `localft.training.auto`;
+   `FORWARD_OVERHEAD` of `localft.training.auto`; then the same for an inference pass (weights in inference's
+   precision, no grad, logits at the last two positions), the `PASS_OVERHEAD`s of `localft.base_models.scoring`;
 2. trains on Jigsaw comments (the shared pools, 50 to 1,500 characters and more, as multi-label chat examples
    truncated to the engine's default length) in the engine's own batches, alternating each batch between one padded
    pass ("pad to the longest") and the engine's grouping ("by length"). Same batches, same process: the ratio is
@@ -103,28 +104,58 @@ def _pass_seconds(learner: Any, items: list[Any], rows: int, width: int) -> floa
     return min(times)
 
 
-def _run_model(base: str, steps: int, threads: int) -> dict[str, Any]:
+def _infer_seconds(learner: Any, items: list[Any], rows: int, width: int) -> float:
+    """One inference forward pass over `rows` items cut to `width` tokens (best of three)."""
+    import torch
+
+    ids = torch.tensor([_ids(learner, it)[:width] for it in items if learner.tokens(it) >= width][:rows])
+    assert ids.shape == (rows, width)
+    causal = hasattr(items[0], "encoded")
+    times = []
+    for _ in range(3):
+        started = time.perf_counter()
+        with torch.inference_mode():
+            if causal:
+                learner.model(input_ids=ids, logits_to_keep=2)
+            else:
+                learner.model(input_ids=ids)
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+def _ids(learner: Any, item: Any) -> list[int]:
+    return list(item.encoded.input_ids) if hasattr(item, "encoded") else list(item.input_ids)
+
+
+def _fit(shape_times: list[tuple[int, int, float]]) -> tuple[float, float]:
+    """(fixed seconds, seconds per token) of `seconds = fixed + per_token x rows x width`, least squares."""
     import numpy as np
 
+    tokens = np.array([rows * width for rows, width, _ in shape_times], dtype=float)
+    seconds = np.array([t for _, _, t in shape_times])
+    per_token, fixed = np.polyfit(tokens, seconds, 1)
+    return float(fixed), float(per_token)
+
+
+def _run_model(base: str, steps: int, threads: int) -> dict[str, Any]:
     from localft.base_models import apply_threads, use_threads
+    from localft.inference.precision import compute_dtype
     from localft.training.auto import AUTO_BATCH_SIZE, FORWARD_OVERHEAD, TOKENS_PER_FORWARD
     from localft.training.loop import Plan, TrainLoop, epoch_order, micro_batches
 
     use_threads(threads)
     apply_threads()
-    examples = _jigsaw_examples(8 * 16 * (steps + 2))
+    examples = _jigsaw_examples(8 * 16 * (max(steps, 1) + 2))
     learner, family = _learner(base, examples)
     items = learner.make_items(examples)
     learner.set_training(True)
     _pass_seconds(learner, items, 2, 64)  # warm-up: oneDNN kernels, allocator
     shape_times = [(rows, width, _pass_seconds(learner, items, rows, width)) for rows, width in SHAPES]
-    tokens = np.array([rows * width for rows, width, _ in shape_times], dtype=float)
-    seconds = np.array([t for _, _, t in shape_times])
-    per_token, fixed = np.polyfit(tokens, seconds, 1)
+    fixed, per_token = _fit(shape_times)
 
     batch = AUTO_BATCH_SIZE[family]
     order = epoch_order(len(items), 0, 0)
-    batches = [[items[i] for i in order[s : s + batch]] for s in range(0, batch * (steps + 2), batch)]
+    batches = [[items[i] for i in order[s : s + batch]] for s in range(0, batch * (steps + 2), batch)] if steps else []
     results: dict[str, dict[str, list[float]]] = {"padded": {}, "by length": {}}
     overheads = {"padded": PADDED, "by length": FORWARD_OVERHEAD[family]}
     loops = {}
@@ -147,8 +178,12 @@ def _run_model(base: str, steps: int, threads: int) -> dict[str, Any]:
                 results[name]["computed"].append(sum(len(p) * max(learner.tokens(it) for it in p) for p in parts))
                 results[name]["passes"].append(len(parts))
     measured_real = sum(real[2:])
+    learner.set_training(False)
+    learner.model.to(compute_dtype("cpu"))  # as inference holds the weights
+    infer_times = [(rows, width, _infer_seconds(learner, items, rows, width)) for rows, width in SHAPES]
+    infer_fixed, infer_per_token = _fit(infer_times)
     rows = []
-    for name, r in results.items():
+    for name, r in results.items() if steps else []:
         rows.append(
             {
                 "grouping": name,
@@ -164,16 +199,20 @@ def _run_model(base: str, steps: int, threads: int) -> dict[str, Any]:
         "fixed_s": fixed,
         "per_token_ms": per_token * 1000,
         "overhead_tokens": fixed / per_token,
+        "infer_shapes": infer_times,
+        "infer_fixed_s": infer_fixed,
+        "infer_per_token_ms": infer_per_token * 1000,
+        "infer_overhead_tokens": infer_fixed / infer_per_token,
         "batch": batch,
-        "median_real_tokens": statistics.median(real),
-        "max_real_tokens": max(real),
+        "median_real_tokens": statistics.median(real) if real else 0,
+        "max_real_tokens": max(real, default=0),
         "rows": rows,
     }
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=12, help="measured optimizer steps per grouping")
+    parser.add_argument("--steps", type=int, default=12, help="measured optimizer steps per grouping (0: fits only)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--only", nargs="*", default=None, help="models to run (default: all)")
     args = parser.parse_args([] if argv is None else argv)  # `python -m benchmarks NAME` keeps its own argv
@@ -187,6 +226,14 @@ def main(argv: list[str] | None = None) -> None:
             f"fit: {r['fixed_s']:.3f} s + {r['per_token_ms']:.2f} ms per token: a pass's fixed cost is "
             f"{r['overhead_tokens']:.0f} tokens\n"
         )
+        shapes = ", ".join(f"{rows}x{width} {t * 1000:.0f}ms" for rows, width, t in r["infer_shapes"])
+        print(f"one inference pass at the same shapes: {shapes}")
+        print(
+            f"fit: {r['infer_fixed_s'] * 1000:.1f} ms + {r['infer_per_token_ms']:.3f} ms per token: an inference "
+            f"pass's fixed cost is {r['infer_overhead_tokens']:.0f} tokens\n"
+        )
+        if not r["rows"]:
+            continue
         print(
             f"Jigsaw batches of {r['batch']}: real tokens per batch median {r['median_real_tokens']}, "
             f"max {r['max_real_tokens']}\n"

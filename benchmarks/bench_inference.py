@@ -1,14 +1,16 @@
 """Inference speed: one classification request (p50 latency) and concurrent requests (throughput), LLM and encoder.
 
     .venv/bin/python -m benchmarks.bench_inference [--requests 40] [--concurrent 96] [--threads 2]
-                                                   [--int8 off auto on]
+                                                   [--int8 off auto on] [--grouping on off on off]
 
 Uses the real built-in models (SmolLM2-135M-Instruct with a LoRA adapter, all-MiniLM-L6-v2 with a classification
 head) on SST-2 sentences from ../shared/datasets. Adapters and heads are freshly initialised: speed does not depend
 on what they learned. Two torch threads by default, as on the target machine; the load average is printed with the
 figures because on a shared machine it changes them several-fold. Each `--int8` policy (`LOCALFT_INT8`) gets its
 own engine, measured one after the other in the same run; a policy that holds a model exactly as a previous one
-did is not measured twice. Prints a Markdown table.
+did is not measured twice. `--grouping off` runs each batch of concurrent requests as one padded pass (the engine
+groups them into passes by length: `localft.base_models.grouping`); repeat the values to alternate them in one run.
+Prints a Markdown table.
 """
 
 from __future__ import annotations
@@ -102,6 +104,19 @@ def _bare_forward(engine: object, base: str, texts: list[str]) -> Callable[[str]
     return forward
 
 
+GROUPED = {"PASS_OVERHEAD": 0, "ENCODER_PASS_OVERHEAD": 0}
+
+
+def _set_grouping(on: bool) -> None:
+    """Grouping off = a pass overhead so large that every batch runs as one pass."""
+    from localft.base_models import scoring
+
+    if not GROUPED["PASS_OVERHEAD"]:
+        GROUPED.update(PASS_OVERHEAD=scoring.PASS_OVERHEAD, ENCODER_PASS_OVERHEAD=scoring.ENCODER_PASS_OVERHEAD)
+    for name, value in GROUPED.items():
+        setattr(scoring, name, value if on else 1 << 30)
+
+
 def throughput(call: Callable[[str], object], texts: list[str], threads: int) -> float:
     chunks = [texts[i::threads] for i in range(threads)]
     barrier = threading.Barrier(threads + 1)
@@ -132,6 +147,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--concurrent", type=int, default=96, help="requests sent from 16 threads for throughput")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     parser.add_argument("--int8", nargs="*", default=["off", "auto", "on"], choices=["off", "auto", "on"])
+    parser.add_argument("--grouping", nargs="*", default=["on"], choices=["on", "off"], help="(repeatable)")
     args = parser.parse_args([] if argv is None else argv)  # `python -m benchmarks` calls main() with its own argv
     use_threads(args.threads)  # every request thread, not only this one (base_models.apply_threads)
     texts = _sentences(args.requests + args.concurrent)
@@ -158,12 +174,16 @@ def main(argv: list[str] | None = None) -> None:
                     messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": text}]
                     return engine.chat(artifact, ChatRequest(messages, temperature=0, logprobs=True, top_logprobs=2))
 
-                p50, cpu = _latency(call, texts[: args.requests])
-                batches = engine.scorer.batches_run
-                rate = throughput(call, texts[args.requests :], threads=16)
-                mean_batch = args.concurrent / max(1, engine.scorer.batches_run - batches)
-                cells = [f"{p50 * 1000:.0f}", f"{cpu * 1000:.0f}", f"{rate:.1f}", f"{mean_batch:.1f}"]
-                rows.append((name, weights, *cells))
+                for grouping in args.grouping:
+                    _set_grouping(grouping == "on")
+                    p50, cpu = _latency(call, texts[: args.requests])
+                    batches = engine.scorer.batches_run
+                    rate = throughput(call, texts[args.requests :], threads=16)
+                    mean_batch = args.concurrent / max(1, engine.scorer.batches_run - batches)
+                    cells = [f"{p50 * 1000:.0f}", f"{cpu * 1000:.0f}", f"{rate:.1f}", f"{mean_batch:.1f}"]
+                    label = name if args.grouping == ["on"] else f"{name}, grouping {grouping}"
+                    rows.append((label, weights, *cells))
+                _set_grouping(True)
                 held[f"{name} ({weights})"] = engine.memory_bytes / 2**20
                 if family == "causal_lm" and not int8:
                     bare, bare_cpu = _latency(_bare_forward(engine, base, texts), texts[: args.requests])

@@ -21,10 +21,10 @@ from typing import Any
 from localft.base_models.grouping import group_by_length
 from localft.base_models.templates import Prompt
 
-PASS_OVERHEAD = 32
+PASS_OVERHEAD = 80
 """A scoring pass's fixed cost in tokens (reading the weights once per pass): rows of a batch are grouped into
 passes by length where the padding saved is worth more (`grouping`; measured in BENCHMARKS.md)."""
-ENCODER_PASS_OVERHEAD = 16
+ENCODER_PASS_OVERHEAD = 64
 """The same for an encoder's pass."""
 MAX_LOGITS = 64 * 1024 * 1024
 """Logits computed per forward pass (positions x vocabulary, float32: 256 MB): bounds memory for large label sets.
