@@ -104,17 +104,18 @@ def _bare_forward(engine: object, base: str, texts: list[str]) -> Callable[[str]
     return forward
 
 
-GROUPED = {"PASS_OVERHEAD": 0, "ENCODER_PASS_OVERHEAD": 0}
-
-
-def _set_grouping(on: bool) -> None:
-    """Grouping off = a pass overhead so large that every batch runs as one pass."""
+def _grouping_switch() -> Callable[[bool], None]:
+    """Turns the engine's grouping of a batch into passes by length on or off. Off = a pass cost so large that
+    every batch runs as one padded pass."""
     from localft.base_models import scoring
 
-    if not GROUPED["PASS_OVERHEAD"]:
-        GROUPED.update(PASS_OVERHEAD=scoring.PASS_OVERHEAD, ENCODER_PASS_OVERHEAD=scoring.ENCODER_PASS_OVERHEAD)
-    for name, value in GROUPED.items():
-        setattr(scoring, name, value if on else 1 << 30)
+    defaults = {"PASS_OVERHEAD": scoring.PASS_OVERHEAD, "ENCODER_PASS_OVERHEAD": scoring.ENCODER_PASS_OVERHEAD}
+
+    def switch(on: bool) -> None:
+        for name, value in defaults.items():
+            setattr(scoring, name, value if on else 1 << 30)
+
+    return switch
 
 
 def throughput(call: Callable[[str], object], texts: list[str], threads: int) -> float:
@@ -150,6 +151,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--grouping", nargs="*", default=["on"], choices=["on", "off"], help="(repeatable)")
     args = parser.parse_args([] if argv is None else argv)  # `python -m benchmarks` calls main() with its own argv
     use_threads(args.threads)  # every request thread, not only this one (base_models.apply_threads)
+    set_grouping = _grouping_switch()
     texts = _sentences(args.requests + args.concurrent)
     rows = []
     held: dict[str, float] = {}
@@ -175,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
                     return engine.chat(artifact, ChatRequest(messages, temperature=0, logprobs=True, top_logprobs=2))
 
                 for grouping in args.grouping:
-                    _set_grouping(grouping == "on")
+                    set_grouping(grouping == "on")
                     p50, cpu = _latency(call, texts[: args.requests])
                     batches = engine.scorer.batches_run
                     rate = throughput(call, texts[args.requests :], threads=16)
@@ -183,7 +185,7 @@ def main(argv: list[str] | None = None) -> None:
                     cells = [f"{p50 * 1000:.0f}", f"{cpu * 1000:.0f}", f"{rate:.1f}", f"{mean_batch:.1f}"]
                     label = name if args.grouping == ["on"] else f"{name}, grouping {grouping}"
                     rows.append((label, weights, *cells))
-                _set_grouping(True)
+                set_grouping(True)
                 held[f"{name} ({weights})"] = engine.memory_bytes / 2**20
                 if family == "causal_lm" and not int8:
                     bare, bare_cpu = _latency(_bare_forward(engine, base, texts), texts[: args.requests])
