@@ -91,39 +91,29 @@ def score_rows(
     is never fed (nothing is predicted after it), so single-token candidates cost nothing beyond the prompt.
 
     With `prefix` = (length, cache from `prefix_cache`), every row's prompt starts with those tokens: only the rest
-    of each prompt runs, attending to the cached prefix.
+    of each prompt runs, attending to the cached prefix. Rows of unequal length run in passes grouped by length
+    (`grouping`); the scores come back in the rows' order.
     """
     vocab = int(model.get_output_embeddings().out_features)
     skip = prefix[0] if prefix is not None else 0
     tries = [_trie(row) for row in rows]
     lengths = [len(row.prompt_ids) - skip + len(trie) for row, trie in zip(rows, tries, strict=True)]
-    scores: list[list[float]] = [[] for _ in rows]
+    passes: list[list[int]] = []  # row indices: grouped by length, then split where the logits outgrow memory
     for group in group_by_length(range(len(rows)), lengths, overhead=PASS_OVERHEAD):
-        batch: list[int] = []
-        width = 0  # logits kept per row in the batch: the prompt's last position + the widest tree
+        passes.append([])
+        width = 0  # logits kept per row in the pass: the prompt's last position + the widest tree
         for i in group:
-            if batch and (len(batch) + 1) * max(width, 1 + len(tries[i])) * vocab > MAX_LOGITS:
-                _score_into(scores, batch, model, rows, tries, pad_id, device, prefix)
-                batch, width = [], 0
-            batch.append(i)
+            if passes[-1] and (len(passes[-1]) + 1) * max(width, 1 + len(tries[i])) * vocab > MAX_LOGITS:
+                passes.append([])
+                width = 0
+            passes[-1].append(i)
             width = max(width, 1 + len(tries[i]))
-        _score_into(scores, batch, model, rows, tries, pad_id, device, prefix)
+    scores: list[list[float]] = [[] for _ in rows]
+    for members in passes:
+        out = _score_batch(model, [(rows[i], tries[i]) for i in members], pad_id, device, prefix)
+        for i, row_scores in zip(members, out, strict=True):
+            scores[i] = row_scores
     return scores
-
-
-def _score_into(
-    scores: list[list[float]],
-    batch: Sequence[int],
-    model: Any,
-    rows: Sequence[ScoreRow],
-    tries: Sequence[dict[tuple[int, ...], int]],
-    pad_id: int,
-    device: str,
-    prefix: tuple[int, Any] | None,
-) -> None:
-    out = _score_batch(model, [(rows[i], tries[i]) for i in batch], pad_id, device, prefix)
-    for i, row_scores in zip(batch, out, strict=True):
-        scores[i] = row_scores
 
 
 def _trie(row: ScoreRow) -> dict[tuple[int, ...], int]:
