@@ -147,7 +147,15 @@ def add_zero_shot(bench: Bench, tutorial: dict[str, Any]) -> None:
     tutorial["runs"].append({"seed": None, "test": "test100", **zero.to_dict()})
 
 
-def run_full(bench: Bench) -> dict[str, Any]:
+def saved_full_rows() -> list[dict[str, Any]]:
+    """The full-data rows of the last saved run (read before this run's first save replaces them)."""
+    path = RESULTS / "airline.json"
+    full = json.loads(path.read_text()).get("full") if path.exists() else None
+    return list(full["comparison"]["rows"]) if full else []
+
+
+def run_full(bench: Bench, saved_rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The full-data protocol; in `LOCALFT_BENCH_FULL=llm` mode `saved_rows` give the encoder and TF-IDF rows."""
     frame = _tweets()
     train_frame, test_frame = train_test_split(
         frame, test_size=0.2, stratify=frame["airline_sentiment"], random_state=42
@@ -177,8 +185,7 @@ def run_full(bench: Bench) -> dict[str, Any]:
     )
     measured = comparison.to_dict()
     if mode == "llm":  # the saved encoder and TF-IDF rows join this run's LLM row
-        saved = json.loads((RESULTS / "airline.json").read_text())["full"]["comparison"]
-        measured["rows"] += [row for row in saved["rows"] if row["kind"] != "fine-tuned LLM"]
+        measured["rows"] += [row for row in saved_rows if row["kind"] != "fine-tuned LLM"]
     return {
         "mode": mode,
         "baseline_only": mode == "baseline",
@@ -274,6 +281,7 @@ def main() -> None:
 
     tutorial: dict[str, Any] = {}
     saved = os.environ.get("LOCALFT_BENCH_TUTORIAL") == "saved"
+    saved_rows = saved_full_rows()  # publish() below rewrites the results file
     with bench_server("airline") as bench:
         if saved:
             tutorial = saved_tutorial()
@@ -282,7 +290,7 @@ def main() -> None:
             run_tutorial(bench, seeds, tutorial, publish)
         publish()
         if os.environ.get("LOCALFT_BENCH_FULL", "1") != "0":
-            full = run_full(bench)
+            full = run_full(bench, saved_rows)
             publish()
         if llm_enabled() and not saved:  # last: zero-shot generation is the slowest part
             add_zero_shot(bench, tutorial)
