@@ -13,7 +13,9 @@ outweighs a pass's fixed cost. For each model this benchmark
 2. trains on Jigsaw comments (the shared pools, 50 to 1,500 characters and more, as multi-label chat examples
    truncated to the engine's default length) in the engine's own batches, alternating each batch between one padded
    pass ("pad to the longest") and the engine's grouping ("by length"). Same batches, same process: the ratio is
-   the figure to read; both columns count real tokens, not padding.
+   the figure to read; both columns count real tokens, not padding;
+3. classifies 64 texts in batches of 8 (what the engine's batching of concurrent requests hands the scorer) with
+   inference's own functions, grouping off and on, alternating: short SST-2 sentences and Jigsaw comments.
 """
 
 from __future__ import annotations
@@ -210,6 +212,67 @@ def _run_model(base: str, steps: int, threads: int) -> dict[str, Any]:
     }
 
 
+def _inference_ab(base: str, threads: int) -> list[dict[str, Any]]:
+    """Texts classified per second in batches of 8 by inference's scorer, one padded pass vs grouped by length."""
+    import csv
+
+    import pandas as pd
+    import torch
+
+    from localft.base_models import apply_threads, load_tokenizer, local_model_dir, scoring, use_threads
+    from localft.base_models.templates import render_prompt, template_kind
+    from localft.inference.precision import compute_dtype
+
+    use_threads(threads)
+    apply_threads()
+    with (DATASETS / "sst2" / "dev.tsv").open(newline="", encoding="utf-8") as f:
+        sst2 = [row["sentence"] for _, row in zip(range(64), csv.DictReader(f, delimiter="\t"), strict=False)]
+    pool = pd.read_csv(DATASETS / "jigsaw_toxic" / "data_pools" / "train.a.ok.1k.csv")
+    jigsaw = pool["comment_text"].astype(str).sample(n=64, random_state=0).tolist()
+    model_dir, tokenizer = local_model_dir(base, CACHE), load_tokenizer(base, CACHE)
+    pad = tokenizer.pad_token_id or 0
+    if base == "minilm-l6":
+        from transformers import AutoModelForSequenceClassification
+
+        encoder = AutoModelForSequenceClassification.from_pretrained(
+            model_dir, num_labels=3, dtype=compute_dtype("cpu")
+        )
+        encoder.eval()
+        switch = "ENCODER_PASS_OVERHEAD"
+
+        def run(texts: list[str]) -> Any:
+            return scoring.encoder_logits(encoder, tokenizer, texts, 256, "cpu", pad)
+
+    else:
+        from transformers import AutoModelForCausalLM
+
+        causal = AutoModelForCausalLM.from_pretrained(model_dir, dtype=compute_dtype("cpu")).eval()
+        kind = template_kind(tokenizer)
+        switch = "PASS_OVERHEAD"
+
+        def run(texts: list[str]) -> Any:
+            prompts = [render_prompt(tokenizer, [{"role": "user", "content": t}], kind) for t in texts]
+            answers = ["positive<|im_end|>", "negative<|im_end|>"]
+            rows = [scoring.build_row(tokenizer, prompt, answers) for prompt in prompts]
+            with torch.inference_mode():
+                return scoring.score_rows(causal, rows, pad, "cpu")
+
+    default = getattr(scoring, switch)
+    results = []
+    for name, texts in (("SST-2 sentences", sst2), ("Jigsaw comments", jigsaw)):
+        times: dict[str, list[float]] = {"one padded pass": [], "by length": []}
+        for rep in range(4):  # alternating which goes first
+            for mode in list(times) if rep % 2 == 0 else list(reversed(times)):
+                setattr(scoring, switch, default if mode == "by length" else PADDED)
+                started = time.perf_counter()
+                for start in range(0, len(texts), 8):
+                    run(texts[start : start + 8])
+                times[mode].append(time.perf_counter() - started)
+        setattr(scoring, switch, default)
+        results.append({"texts": name, **{k: len(texts) / statistics.median(v) for k, v in times.items()}})
+    return results
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=12, help="measured optimizer steps per grouping (0: fits only)")
@@ -232,6 +295,12 @@ def main(argv: list[str] | None = None) -> None:
             f"fit: {r['infer_fixed_s'] * 1000:.1f} ms + {r['infer_per_token_ms']:.3f} ms per token: an inference "
             f"pass's fixed cost is {r['infer_overhead_tokens']:.0f} tokens\n"
         )
+        with context.Pool(1) as pool:
+            ab = pool.apply(_inference_ab, (base, args.threads))
+        print("| inference, batches of 8 | one padded pass /s | by length /s |\n|---|---|---|")
+        for row in ab:
+            print(f"| {row['texts']} | {row['one padded pass']:.1f} | {row['by length']:.1f} |")
+        print()
         if not r["rows"]:
             continue
         print(
