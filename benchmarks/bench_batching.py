@@ -10,7 +10,7 @@ outweighs a pass's fixed cost. For each model this benchmark
    `seconds = fixed + per_token x tokens`: `fixed / per_token` is the pass's fixed cost in tokens, the
    `FORWARD_OVERHEAD` of `localft.training.auto`; then the same for an inference pass (weights in inference's
    precision, no grad, logits at the last two positions), the `PASS_OVERHEAD`s of `localft.base_models.scoring`;
-2. trains on Jigsaw comments (the shared pools, 50 to 1,500 characters and more, as multi-label chat examples
+2. trains on Jigsaw comments (the shared train pools, as multi-label chat examples
    truncated to the engine's default length) in the engine's own batches, alternating each batch between one padded
    pass ("pad to the longest") and the engine's grouping ("by length"). Same batches, same process: the ratio is
    the figure to read; both columns count real tokens, not padding;

@@ -1,8 +1,8 @@
 """Rows of unequal length grouped into forward passes that waste little on padding.
 
-A forward pass over a batch computes every row at the longest row's length. A batch of texts from 20 to 500
-tokens padded as one pass computed 2.4 times its real tokens in a Jigsaw fine-tune here. Training, validation and
-inference all group their rows with `group_by_length`.
+A forward pass over a batch computes every row at the longest row's length. Padded into one pass each, the batches
+of a Jigsaw fine-tune here (comments of up to 512 tokens, median 98) computed 2.4 times their real tokens.
+Training, validation and inference all group their rows with `group_by_length`.
 """
 
 from __future__ import annotations
