@@ -3,7 +3,7 @@
     .venv/bin/python -m benchmarks.bench_batching [--steps 12] [--threads 2] [--only smollm2-135m-instruct]
 
 Texts vary in length, and a forward pass computes every row at its longest row's length. The loop
-(`localft.training.loop.micro_batches`) sorts a batch by length and cuts it into passes where the padding saved
+(`localft.base_models.grouping`) sorts a batch by length and cuts it into passes where the padding saved
 outweighs a pass's fixed cost. For each model this benchmark
 
 1. times a training step's forward and backward pass at several uniform shapes (rows x tokens) and fits
@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._harness import DATASETS, RecordingSink
+from benchmarks.bench_inference import grouping_switch
 
 CACHE = Path(__file__).resolve().parent.parent / ".localft-test-cache"
 SHAPES = [(1, 32), (1, 128), (1, 256), (4, 32), (4, 128), (8, 64), (8, 128), (2, 256)]
@@ -141,9 +142,10 @@ def _fit(shape_times: list[tuple[int, int, float]]) -> tuple[float, float]:
 
 def _run_model(base: str, steps: int, threads: int) -> dict[str, Any]:
     from localft.base_models import apply_threads, use_threads
+    from localft.base_models.grouping import group_by_length
     from localft.inference.precision import compute_dtype
     from localft.training.auto import AUTO_BATCH_SIZE, FORWARD_OVERHEAD, TOKENS_PER_FORWARD
-    from localft.training.loop import Plan, TrainLoop, epoch_order, micro_batches
+    from localft.training.loop import Plan, TrainLoop, epoch_order
 
     use_threads(threads)
     apply_threads()
@@ -158,13 +160,14 @@ def _run_model(base: str, steps: int, threads: int) -> dict[str, Any]:
     batch = AUTO_BATCH_SIZE[family]
     order = epoch_order(len(items), 0, 0)
     batches = [[items[i] for i in order[s : s + batch]] for s in range(0, batch * (steps + 2), batch)] if steps else []
-    results: dict[str, dict[str, list[float]]] = {"padded": {}, "by length": {}}
     overheads = {"padded": PADDED, "by length": FORWARD_OVERHEAD[family]}
+    results: dict[str, dict[str, list[float]]] = {
+        name: {"seconds": [], "computed": [], "passes": []} for name in overheads
+    }
     loops = {}
     for name, overhead in overheads.items():
         plan = Plan(1, batch, 1e-4, 0, TOKENS_PER_FORWARD[family], forward_overhead=overhead)
         loops[name] = TrainLoop(learner, items, [], plan, RecordingSink(), Path("/nonexistent"), lambda *a: None)  # type: ignore[arg-type,return-value]
-        results[name] = {"seconds": [], "computed": [], "passes": []}
     real = []
     for i, chunk in enumerate(batches):
         lengths = [learner.tokens(it) for it in chunk]
@@ -172,7 +175,7 @@ def _run_model(base: str, steps: int, threads: int) -> dict[str, Any]:
         # Alternate which grouping goes first, so neither always runs on a warmer cache.
         names = list(overheads) if i % 2 == 0 else list(reversed(overheads))
         for name in names:
-            parts = micro_batches(chunk, lengths, TOKENS_PER_FORWARD[family], overheads[name])
+            parts = group_by_length(chunk, lengths, TOKENS_PER_FORWARD[family], overheads[name])
             started = time.perf_counter()
             loops[name]._step(chunk, 0)
             if i >= 2:  # the first steps pay for lazy initialisation
@@ -238,7 +241,6 @@ def _inference_ab(base: str, threads: int) -> list[dict[str, Any]]:
             model_dir, num_labels=3, dtype=compute_dtype("cpu")
         )
         encoder.eval()
-        switch = "ENCODER_PASS_OVERHEAD"
 
         def run(texts: list[str]) -> Any:
             return scoring.encoder_logits(encoder, tokenizer, texts, 256, "cpu", pad)
@@ -248,7 +250,6 @@ def _inference_ab(base: str, threads: int) -> list[dict[str, Any]]:
 
         causal = AutoModelForCausalLM.from_pretrained(model_dir, dtype=compute_dtype("cpu")).eval()
         kind = template_kind(tokenizer)
-        switch = "PASS_OVERHEAD"
 
         def run(texts: list[str]) -> Any:
             prompts = [render_prompt(tokenizer, [{"role": "user", "content": t}], kind) for t in texts]
@@ -257,18 +258,18 @@ def _inference_ab(base: str, threads: int) -> list[dict[str, Any]]:
             with torch.inference_mode():
                 return scoring.score_rows(causal, rows, pad, "cpu")
 
-    default = getattr(scoring, switch)
+    set_grouping = grouping_switch()
     results = []
     for name, texts in (("SST-2 sentences", sst2), ("Jigsaw comments", jigsaw)):
         times: dict[str, list[float]] = {"one padded pass": [], "by length": []}
         for rep in range(4):  # alternating which goes first
             for mode in list(times) if rep % 2 == 0 else list(reversed(times)):
-                setattr(scoring, switch, default if mode == "by length" else PADDED)
+                set_grouping(mode == "by length")
                 started = time.perf_counter()
                 for start in range(0, len(texts), 8):
                     run(texts[start : start + 8])
                 times[mode].append(time.perf_counter() - started)
-        setattr(scoring, switch, default)
+        set_grouping(True)
         results.append({"texts": name, **{k: len(texts) / statistics.median(v) for k, v in times.items()}})
     return results
 

@@ -104,7 +104,7 @@ def _bare_forward(engine: object, base: str, texts: list[str]) -> Callable[[str]
     return forward
 
 
-def _grouping_switch() -> Callable[[bool], None]:
+def grouping_switch() -> Callable[[bool], None]:
     """Turns the engine's grouping of a batch into passes by length on or off. Off = a pass cost so large that
     every batch runs as one padded pass."""
     from localft.base_models import scoring
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--grouping", nargs="*", default=["on"], choices=["on", "off"], help="(repeatable)")
     args = parser.parse_args([] if argv is None else argv)  # `python -m benchmarks` calls main() with its own argv
     use_threads(args.threads)  # every request thread, not only this one (base_models.apply_threads)
-    set_grouping = _grouping_switch()
+    set_grouping = grouping_switch()
     texts = _sentences(args.requests + args.concurrent)
     rows = []
     held: dict[str, float] = {}

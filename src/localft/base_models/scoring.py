@@ -14,6 +14,7 @@ the tokens every candidate shares are treated as prompt. Encoders produce all la
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -80,7 +81,12 @@ def prefix_cache(model: Any, prefix_ids: Sequence[int], device: str) -> Any:
 
 
 def score_rows(
-    model: Any, rows: Sequence[ScoreRow], pad_id: int, device: str, prefix: tuple[int, Any] | None = None
+    model: Any,
+    rows: Sequence[ScoreRow],
+    pad_id: int,
+    device: str,
+    prefix: tuple[int, Any] | None = None,
+    budget: float = math.inf,
 ) -> list[list[float]]:
     """Summed log-probability of every candidate of every row, prompts and candidates in one forward pass.
 
@@ -92,14 +98,14 @@ def score_rows(
 
     With `prefix` = (length, cache from `prefix_cache`), every row's prompt starts with those tokens: only the rest
     of each prompt runs, attending to the cached prefix. Rows of unequal length run in passes grouped by length
-    (`grouping`); the scores come back in the rows' order.
+    (`grouping`), each within `budget` padded tokens; the scores come back in the rows' order.
     """
     vocab = int(model.get_output_embeddings().out_features)
     skip = prefix[0] if prefix is not None else 0
     tries = [_trie(row) for row in rows]
     lengths = [len(row.prompt_ids) - skip + len(trie) for row, trie in zip(rows, tries, strict=True)]
     passes: list[list[int]] = []  # row indices: grouped by length, then split where the logits outgrow memory
-    for group in group_by_length(range(len(rows)), lengths, overhead=PASS_OVERHEAD):
+    for group in group_by_length(range(len(rows)), lengths, budget, PASS_OVERHEAD):
         passes.append([])
         width = 0  # logits kept per row in the pass: the prompt's last position + the widest tree
         for i in group:

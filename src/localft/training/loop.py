@@ -97,7 +97,7 @@ class Plan:
     seed: int
     tokens_per_forward: int
     forward_overhead: int = 0
-    """A forward pass's fixed cost in token-equivalents (`micro_batches`)."""
+    """A forward pass's fixed cost in token-equivalents (`base_models.grouping`)."""
     weight_decay: float = 0.0
 
 
@@ -110,12 +110,6 @@ def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
 
 def steps_per_epoch(n: int, batch_size: int) -> int:
     return -(-n // batch_size)
-
-
-def micro_batches(items: Sequence[Any], lengths: Sequence[int], budget: int, overhead: int = 0) -> list[list[Any]]:
-    """Split a batch into forward passes by length (`base_models.grouping`). The loop normalises every pass's loss
-    by the whole batch's targets, so the split leaves the gradient unchanged (up to the order of float sums)."""
-    return group_by_length(items, lengths, budget, overhead)
 
 
 @dataclass
@@ -200,9 +194,10 @@ class TrainLoop:
         targets = sum(self.learner.targets(item) for item in batch)
         lengths = [self.learner.tokens(item) for item in batch]
         loss_total, correct = 0.0, 0
-        for part in micro_batches(batch, lengths, self.plan.tokens_per_forward, self.plan.forward_overhead):
+        # The batch runs in passes grouped by length. Normalising each pass by the whole batch's targets makes
+        # their accumulated gradient equal to one big batch's, whatever the grouping.
+        for part in group_by_length(batch, lengths, self.plan.tokens_per_forward, self.plan.forward_overhead):
             out = self.learner.loss(part)
-            # Normalising by the whole batch's targets makes accumulation equal to one big batch.
             (out.loss_sum / max(targets, 1)).backward()  # type: ignore[no-untyped-call]
             loss_total += float(out.loss_sum.detach())
             correct += out.n_correct

@@ -28,8 +28,9 @@ from localft.training.loop import BatchLoss, Evaluation, autocast, bf16_availabl
 from localft.training.task import TaskInfo
 
 ATTENTION_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj")
-VALIDATION_ROWS_PER_PASS = 16
-"""Validation prompts scored per forward pass (the scorer splits further where the logits would be too large)."""
+VALIDATION_TOKENS_PER_PASS = 16 * 512
+"""Padded tokens per validation scoring pass: 16 prompts at the default length (the scorer groups the prompts by
+length within it, and splits further where the logits would be too large)."""
 
 
 @dataclass(frozen=True)
@@ -155,16 +156,9 @@ class CausalLearner:
             prompt, answers = self.encoder.prompt_and_answers(context, self.candidates)
             rows.append(ScoreRow(prompt_ids=prompt, candidates=answers, prompt_tokens=len(prompt)))
         self.set_training(False)
-        # Scored in order of prompt length, so the prompts of one pass pad little.
-        order = sorted(range(len(rows)), key=lambda i: len(rows[i].prompt_ids))
-        predicted = [""] * len(rows)
-        for start in range(0, len(order), VALIDATION_ROWS_PER_PASS):
-            chunk = order[start : start + VALIDATION_ROWS_PER_PASS]
-            with torch.inference_mode(), autocast(self.device):
-                scores = score_rows(self.model, [rows[i] for i in chunk], self._pad_id, self.device)
-            for i, s in zip(chunk, scores, strict=True):
-                predicted[i] = self.candidates[max(range(len(s)), key=s.__getitem__)]
-        return predicted
+        with torch.inference_mode(), autocast(self.device):
+            scores = score_rows(self.model, rows, self._pad_id, self.device, budget=VALIDATION_TOKENS_PER_PASS)
+        return [self.candidates[max(range(len(s)), key=s.__getitem__)] for s in scores]
 
     def _classification(self, items: Sequence[CausalItem]) -> dict[str, float]:
         if not self.task.multi_label:  # a validation answer outside the training labels cannot be scored

@@ -7,6 +7,12 @@ import random
 from localft.base_models.grouping import group_by_length
 
 
+def test_rows_are_grouped_by_length_within_the_token_budget() -> None:
+    parts = group_by_length(list("abcdef"), [10, 10, 30, 10, 10, 10], budget=60)
+    assert parts == [["a", "b", "d", "e", "f"], ["c"]]  # 50 + 30 tokens, where batch order would pad to 6 x 30
+    assert group_by_length(["x"], [500], budget=60) == [["x"]]  # one long item still trains
+
+
 def test_a_long_row_gets_its_own_pass_only_when_that_saves_more_than_a_pass_costs() -> None:
     lengths = [100, 12, 10, 11, 9, 10, 10, 12]
     items = list(range(len(lengths)))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from localft.training.auto import BASE_LEARNING_RATE, resolve
 from localft.training.hparams import Hyperparameters
-from localft.training.loop import epoch_order, micro_batches, steps_per_epoch
+from localft.training.loop import epoch_order, steps_per_epoch
 
 
 def test_auto_follows_openai_epochs_and_family_defaults() -> None:
@@ -31,12 +31,6 @@ def test_explicit_values_win_and_scale_the_base_rate() -> None:
     assert (hp.n_epochs, hp.batch_size, hp.max_length) == (1, 32, 128)
     assert hp.learning_rate == BASE_LEARNING_RATE["encoder"] * 0.5
     assert resolve(Hyperparameters(batch_size=64), "encoder", 10).batch_size == 10  # never more than the data
-
-
-def test_micro_batches_group_rows_by_length_within_the_token_budget() -> None:
-    parts = micro_batches(list("abcdef"), [10, 10, 30, 10, 10, 10], budget=60)
-    assert parts == [["a", "b", "d", "e", "f"], ["c"]]  # 50 + 30 tokens, where batch order would pad to 6 x 30
-    assert micro_batches(["x"], [500], budget=60) == [["x"]]  # one long item still trains
 
 
 def test_epoch_order_depends_only_on_seed_and_epoch() -> None:
