@@ -19,7 +19,7 @@ import resource
 import statistics
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from benchmarks._harness import RecordingSink
 
@@ -28,15 +28,29 @@ TWEETS = REPO.parent / "shared" / "datasets" / "twitter_airline_sentiment" / "Tw
 CACHE = REPO / ".localft-test-cache"
 SYSTEM = "Classify the sentiment of the tweet about a US airline: positive, negative or neutral."
 
-# (name, base model, bf16 where the CPU has it, logits only on answer positions). Rows that switch bf16 off are
-# skipped on CPUs without native bf16: the engine already runs fp32 there, so they would repeat the first row.
-CONFIGS: list[tuple[str, str, bool, bool]] = [
-    ("smollm2-135m-instruct", "smollm2-135m-instruct", True, True),
-    ("smollm2-135m-instruct, full logits", "smollm2-135m-instruct", True, False),
-    ("smollm2-135m-instruct, fp32", "smollm2-135m-instruct", False, True),
-    ("smollm2-135m-instruct, fp32 + full logits", "smollm2-135m-instruct", False, False),
-    ("gemma-3-270m", "gemma-3-270m", True, True),
-    ("minilm-l6", "minilm-l6", True, True),
+
+class Config(NamedTuple):
+    name: str
+    base: str
+    bf16: bool = True
+    """bf16 autocast where the CPU has it. Rows that switch it off are skipped on CPUs without native bf16: the
+    engine already runs fp32 there, so they would repeat the first row."""
+    sliced: bool = True
+    """Logits only on answer positions (LLMs)."""
+    kernels: bool = True
+    """localft.training.kernels: eager attention for short passes, the fast dropout mask."""
+
+
+CONFIGS: list[Config] = [
+    Config("smollm2-135m-instruct", "smollm2-135m-instruct"),
+    Config("smollm2-135m-instruct, SDPA attention", "smollm2-135m-instruct", kernels=False),
+    Config("smollm2-135m-instruct, full logits", "smollm2-135m-instruct", sliced=False),
+    Config("smollm2-135m-instruct, fp32", "smollm2-135m-instruct", bf16=False),
+    Config("smollm2-135m-instruct, fp32 + full logits", "smollm2-135m-instruct", bf16=False, sliced=False),
+    Config("gemma-3-270m", "gemma-3-270m"),
+    Config("gemma-3-270m, SDPA attention", "gemma-3-270m", kernels=False),
+    Config("minilm-l6", "minilm-l6"),
+    Config("minilm-l6, SDPA attention + torch dropout", "minilm-l6", kernels=False),
 ]
 
 
@@ -79,10 +93,12 @@ def _examples(n: int) -> list[Any]:
     ]
 
 
-def _run_one(name: str, base: str, bf16: bool, sliced: bool, steps: int, threads: int) -> dict[str, Any]:
+def _run_one(config: Config, steps: int, threads: int) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(threads)
+    import localft.training.encoder_head as encoder_module
+    import localft.training.kernels as kernels_module
     import localft.training.loop as loop_module
     import localft.training.lora_causal as causal_module
     from localft.base_models import local_model_dir
@@ -90,8 +106,12 @@ def _run_one(name: str, base: str, bf16: bool, sliced: bool, steps: int, threads
     from localft.training.run import _load_tokenizer, model_family
     from localft.training.task import detect_task
 
-    if not bf16:  # autocast() and the learner read these at call time
+    name, base = config.name, config.base
+    if not config.bf16:  # autocast() and the learner read these at call time
         loop_module.bf16_available = causal_module.bf16_available = lambda device: False
+    if not config.kernels:  # read at call time too: no pass is short enough for eager attention
+        kernels_module.EAGER_MAX_WIDTH = 0
+        encoder_module.use_fast_dropout = lambda model: 0
     model_dir = local_model_dir(base, CACHE)
     family = model_family(base, model_dir)
     tokenizer = _load_tokenizer(model_dir)
@@ -107,7 +127,7 @@ def _run_one(name: str, base: str, bf16: bool, sliced: bool, steps: int, threads
 
         encoder = ChatEncoder(tokenizer, template_kind(tokenizer), max_length=length)
         learner = CausalLearner(model_dir, tokenizer, encoder, task, "cpu")
-        if not sliced:
+        if not config.sliced:
             learner.loss = _full_logits_loss(learner)
     else:
         from localft.training.encoder_head import EncoderLearner
@@ -212,6 +232,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", nargs="*", default=None, help="configuration names to run (default: all)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (2, as on the target machine)")
     parser.add_argument("--lengths", action="store_true", help="only the token-length table of the shared datasets")
+    parser.add_argument("--rounds", type=int, default=1, help="run the configurations this many times, alternating")
     args = parser.parse_args([] if argv is None else argv)  # `python -m benchmarks NAME` keeps its own argv
     lengths()
     if args.lengths:
@@ -219,15 +240,15 @@ def main(argv: list[str] | None = None) -> None:
     from localft.training.loop import bf16_available
 
     native_bf16 = bf16_available("cpu")
-    configs = [c for c in CONFIGS if (not args.only or c[0] in args.only) and (native_bf16 or c[2])]
+    configs = [c for c in CONFIGS if (not args.only or c.name in args.only) and (native_bf16 or c.bf16)]
     context = multiprocessing.get_context("spawn")
     with context.Pool(1) as pool:
         print(f"\n{pool.apply(gemm_ceiling, (args.threads,))}; native bf16: {native_bf16}\n", flush=True)
     print("| configuration | precision | batch (examples x tokens) | s/step | tokens/s | examples/s | peak RSS GB |")
     print("|---|---|---|---|---|---|---|")
-    for name, base, bf16, sliced in configs:
+    for config in configs * args.rounds:
         with context.Pool(1) as pool:
-            r = pool.apply(_run_one, (name, base, bf16, sliced, args.steps, args.threads))
+            r = pool.apply(_run_one, (config, args.steps, args.threads))
         print(
             f"| {r['name']} | {r['precision']} | {r['batch']} | {r['s_per_step']:.2f} | {r['tokens_per_s']:.0f} | "
             f"{r['examples_per_s']:.1f} | {r['peak_gb']:.1f} |",

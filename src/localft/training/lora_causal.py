@@ -24,6 +24,7 @@ from localft.base_models.scoring import ScoreRow, score_rows
 from localft.eval.metrics import classification_metrics, multilabel_metrics
 from localft.training.auto import LORA_ALPHA, LORA_RANK
 from localft.training.dataset import IGNORE, ChatEncoder, ChatExample, Encoded
+from localft.training.kernels import attention_for_width
 from localft.training.loop import BatchLoss, Evaluation, autocast, bf16_available
 from localft.training.task import TaskInfo
 
@@ -66,6 +67,7 @@ class CausalLearner:
                 if not param.requires_grad:
                     param.data = param.data.to(torch.bfloat16)
         causal: Any = self.model.get_base_model()
+        self._causal = causal
         self._body = getattr(causal, causal.base_model_prefix)
         self._head = causal.get_output_embeddings()
         self._softcap = getattr(causal.config, "final_logit_softcapping", None)
@@ -115,7 +117,7 @@ class CausalLearner:
                     cols.append(t - 1)
                     gold.append(it.encoded.labels[t])
         target = torch.tensor(gold, device=self.device)
-        with autocast(self.device):
+        with autocast(self.device), attention_for_width(self._causal, width, "eager"):
             hidden = self._body(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).last_hidden_state
             logits = self._head(hidden[torch.tensor(rows), torch.tensor(cols)]).float()
         if self._softcap:
