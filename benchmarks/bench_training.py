@@ -1,13 +1,16 @@
 """Training speed: LoRA tokens/s on the built-in LLMs, encoder fine-tuning examples/s, peak memory.
 
-    .venv/bin/python -m benchmarks.bench_training [--steps 6] [--threads 2] [--only NAME ...] [--lengths]
+    .venv/bin/python -m benchmarks.bench_training [--steps 6] [--threads 2] [--only NAME ...] [--rounds N]
+                                                  [--lengths]
 
 Each configuration runs in its own process (so peak RSS is its own) with two threads, on real tweets from
 ../shared/datasets/twitter_airline_sentiment rendered as chat classification examples. LLM rows use batches of 8
 examples truncated to exactly 128 tokens, the encoder rows batches of 32 at 64 tokens. The optimizer steps are the
-engine's own (`localft.training.lora_causal` / `encoder_head` + the shared loop's AdamW); the "full logits" and
-"fp32" rows switch off one of the two CPU speed-ups for comparison. Prints Markdown tables; timings are medians.
-First, a table of example lengths in tokens on the shared datasets (the input for the truncation default).
+engine's own (`localft.training.lora_causal` / `encoder_head` + the shared loop's AdamW); the "full logits",
+"fp32" and "SDPA attention" rows switch off one of the CPU speed-ups for comparison (the last one is
+`localft.training.kernels`); `--rounds 2` alternates the chosen rows twice, for A/Bs. Prints Markdown tables;
+timings are medians. First, a table of example lengths in tokens on the shared datasets (the input for the
+truncation default).
 """
 
 from __future__ import annotations
