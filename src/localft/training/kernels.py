@@ -9,13 +9,15 @@ Two costs showed in profiles of training steps on a 2-core CPU (BENCHMARKS.md, "
   mask cut from 16-bit slices of 64-bit random words took 48 ms and drops each element with the same probability
   (to 1/65536).
 Both are exact substitutes: the same function of the weights, and for dropout the same distribution of masks, drawn
-from torch's seeded generator, so a seeded run stays reproducible.
+from torch's seeded generator, so a seeded run stays reproducible. Both were measured on CPUs only; a model on a GPU
+keeps its own attention and dropout.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from typing import Any
 
 import torch
@@ -23,7 +25,7 @@ from torch import nn
 
 EAGER_MAX_WIDTH = 256
 """Passes up to this many tokens wide run eager attention, wider ones the model's default (SDPA). Measured on
-SmolLM2 LoRA steps: eager 1.17x faster at 128 tokens, 1.1-1.4x at 256, even at 384, 0.6x at 512."""
+SmolLM2 LoRA steps (BENCHMARKS.md): eager 1.17x faster at 128 tokens, 1.1-1.4x at 256, even at 384, 0.6x at 512."""
 FAST_EAGER = "localft_eager"
 """The name our eager attention (with the fast dropout) is registered under in transformers."""
 _MASK_STEPS = 1 << 16
@@ -69,8 +71,14 @@ class FastDropout(nn.Dropout):
         return fast_dropout(x, self.p, self.training)
 
 
+def _on_cpu(model: nn.Module) -> bool:
+    return next(model.parameters()).device.type == "cpu"
+
+
 def use_fast_dropout(model: nn.Module) -> int:
-    """Replace every `nn.Dropout` in the model with `FastDropout`; returns how many were replaced."""
+    """Replace every `nn.Dropout` in a model on the CPU with `FastDropout`; returns how many were replaced."""
+    if not _on_cpu(model):
+        return 0
     swapped = 0
     for module in list(model.modules()):
         for name, child in list(module.named_children()):
@@ -103,7 +111,9 @@ def fast_eager_attention(
     return torch.matmul(weights, value).transpose(1, 2).contiguous(), weights
 
 
+@cache
 def _register() -> None:
+    """Make `FAST_EAGER` a name transformers knows (on first use: importing transformers takes seconds)."""
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface, eager_mask
 
@@ -111,18 +121,17 @@ def _register() -> None:
     AttentionMaskInterface.register(FAST_EAGER, eager_mask)
 
 
-_register()
-
-
 @contextmanager
 def attention_for_width(model: Any, width: int, eager: str) -> Iterator[None]:
-    """Within the block, the model runs `eager` attention if a pass of `width` tokens is short enough for it to be
-    faster, else its own default. Models that cannot switch (no `AttentionInterface` support) keep their own."""
+    """Within the block, a model on the CPU runs `eager` attention if a pass of `width` tokens is short enough for
+    it to be faster, else its own default. Models that cannot switch (no `AttentionInterface` support) keep their
+    own."""
     default = model.config._attn_implementation
-    wanted = eager if width <= EAGER_MAX_WIDTH else default
+    wanted = eager if width <= EAGER_MAX_WIDTH and _on_cpu(model) else default
     if wanted == default or not model._can_set_attn_implementation():
         yield
         return
+    _register()
     model.set_attn_implementation(wanted)
     try:
         yield

@@ -139,3 +139,13 @@ def test_only_short_passes_switch_and_the_default_comes_back_after_an_error(
         assert model.config._attn_implementation == "eager"
         raise RuntimeError("a failed pass")
     assert model.config._attn_implementation == "sdpa"
+
+
+def test_a_model_off_the_cpu_keeps_its_own_attention_and_dropout(tiny_encoder: Path) -> None:
+    """The kernels were measured on CPUs; on another device (here `meta`, standing in for a GPU) nothing changes."""
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_encoder, num_labels=3).to("meta")
+    assert use_fast_dropout(model) == 0
+    with attention_for_width(model, 8, FAST_EAGER):
+        assert model.config._attn_implementation == "sdpa"
