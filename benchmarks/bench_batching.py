@@ -12,8 +12,9 @@ outweighs a pass's fixed cost. For each model this benchmark
    precision, no grad, logits at the last two positions), the `PASS_OVERHEAD`s of `localft.base_models.scoring`;
 2. trains on Jigsaw comments (the shared train pools, as multi-label chat examples
    truncated to the engine's default length) in the engine's own batches, alternating each batch between one padded
-   pass ("pad to the longest") and the engine's grouping ("by length"). Same batches, same process: the ratio is
-   the figure to read; both columns count real tokens, not padding;
+   pass ("pad to the longest"), the engine's grouping ("by length") and that grouping with the training kernels off
+   (`localft.training.kernels`: SDPA attention, torch's dropout). Same batches, same process: the ratios are the
+   figures to read; all rows count real tokens, not padding;
 3. classifies 64 texts in batches of 8 (what the engine's batching of concurrent requests hands the scorer) with
    inference's own functions, grouping off and on, alternating: short SST-2 sentences and Jigsaw comments.
 """
@@ -24,6 +25,7 @@ import argparse
 import multiprocessing
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,9 @@ CACHE = Path(__file__).resolve().parent.parent / ".localft-test-cache"
 SHAPES = [(1, 32), (1, 128), (1, 256), (4, 32), (4, 128), (8, 64), (8, 128), (2, 256)]
 """(rows, tokens) of the timed passes: within the encoder's 256-token limit."""
 MODELS = ["smollm2-135m-instruct", "minilm-l6"]
+KERNELS_OFF = "by length, kernels off"
+"""The training A/B's third arm: grouped by length, with SDPA attention and torch's dropout
+(`localft.training.kernels` switched off)."""
 PADDED = 1 << 30
 """A forward overhead so large that every batch is one pass: the padding the loop did before grouping by length."""
 
@@ -126,6 +131,24 @@ def _infer_seconds(learner: Any, items: list[Any], rows: int, width: int) -> flo
     return min(times)
 
 
+def kernels_switch(model: Any) -> Callable[[bool], None]:
+    """Switches `localft.training.kernels` on and off in one process: no pass is short enough for eager attention,
+    and the fast dropout modules behave as torch's own (the class swap keeps their `p` and `training`)."""
+    from torch import nn
+
+    import localft.training.kernels as kernels
+
+    eager_max_width = kernels.EAGER_MAX_WIDTH
+    swapped = [m for m in model.modules() if isinstance(m, kernels.FastDropout)]
+
+    def switch(on: bool) -> None:
+        kernels.EAGER_MAX_WIDTH = eager_max_width if on else 0
+        for module in swapped:
+            module.__class__ = kernels.FastDropout if on else nn.Dropout
+
+    return switch
+
+
 def _ids(learner: Any, item: Any) -> list[int]:
     return list(item.encoded.input_ids) if hasattr(item, "encoded") else list(item.input_ids)
 
@@ -160,7 +183,12 @@ def _run_model(base: str, steps: int, threads: int) -> dict[str, Any]:
     batch = AUTO_BATCH_SIZE[family]
     order = epoch_order(len(items), 0, 0)
     batches = [[items[i] for i in order[s : s + batch]] for s in range(0, batch * (steps + 2), batch)] if steps else []
-    overheads = {"padded": PADDED, "by length": FORWARD_OVERHEAD[family]}
+    overheads = {
+        "padded": PADDED,
+        "by length": FORWARD_OVERHEAD[family],
+        KERNELS_OFF: FORWARD_OVERHEAD[family],
+    }
+    set_kernels = kernels_switch(learner.model)
     results: dict[str, dict[str, list[float]]] = {
         name: {"seconds": [], "computed": [], "passes": []} for name in overheads
     }
@@ -172,16 +200,18 @@ def _run_model(base: str, steps: int, threads: int) -> dict[str, Any]:
     for i, chunk in enumerate(batches):
         lengths = [learner.tokens(it) for it in chunk]
         real.append(sum(lengths))
-        # Alternate which grouping goes first, so neither always runs on a warmer cache.
+        # Alternate which arm goes first, so none always runs on a warmer cache.
         names = list(overheads) if i % 2 == 0 else list(reversed(overheads))
         for name in names:
             parts = group_by_length(chunk, lengths, TOKENS_PER_FORWARD[family], overheads[name])
+            set_kernels(name != KERNELS_OFF)
             started = time.perf_counter()
             loops[name]._step(chunk, 0)
             if i >= 2:  # the first steps pay for lazy initialisation
                 results[name]["seconds"].append(time.perf_counter() - started)
                 results[name]["computed"].append(sum(len(p) * max(learner.tokens(it) for it in p) for p in parts))
                 results[name]["passes"].append(len(parts))
+    set_kernels(True)
     measured_real = sum(real[2:])
     learner.set_training(False)
     learner.model.to(compute_dtype("cpu"))  # as inference holds the weights
