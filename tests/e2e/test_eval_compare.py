@@ -121,7 +121,7 @@ def test_compare_real_encoder_fine_tune_with_the_python_api(live_server: Any, da
     train = _jsonl(tmp_path / "train.jsonl", _balanced(datasets, 20))
     test = _jsonl(tmp_path / "test.jsonl", _balanced(datasets, 10, skip=20))
     client = openai.OpenAI(base_url=live_server.base_url, api_key="test")
-    # A validation file: encoder training without one currently fails (reported to the training team).
+    # A validation file, as the tutorials upload one (training without one is covered in test_encoder_head.py).
     validation = _jsonl(tmp_path / "validation.jsonl", _balanced(datasets, 4, skip=40))
     # "auto" epochs: at least 100 optimizer steps for an encoder's new head (training/auto.py); 2 epochs of 60
     # examples left it at chance level.
