@@ -7,10 +7,10 @@ Each configuration runs in its own process (so peak RSS is its own) with two thr
 ../shared/datasets/twitter_airline_sentiment rendered as chat classification examples. LLM rows use batches of 8
 examples truncated to exactly 128 tokens, the encoder rows batches of 32 at 64 tokens. The optimizer steps are the
 engine's own (`localft.training.lora_causal` / `encoder_head` + the shared loop's AdamW); the "full logits",
-"fp32" and "SDPA attention" rows switch off one of the CPU speed-ups for comparison (the last one is
-`localft.training.kernels`); `--rounds 2` alternates the chosen rows twice, for A/Bs. Prints Markdown tables;
-timings are medians. First, a table of example lengths in tokens on the shared datasets (the input for the
-truncation default).
+"fp32", "SDPA attention" and "every position in the last layer" rows switch off one of the CPU speed-ups for
+comparison (`localft.training.kernels`, `encoder_head.first_token_only`); `--rounds 2` alternates the chosen rows
+twice, for A/Bs. Prints Markdown tables; timings are medians. First, a table of example lengths in tokens on the
+shared datasets (the input for the truncation default).
 """
 
 from __future__ import annotations
@@ -42,6 +42,8 @@ class Config(NamedTuple):
     """Logits only on answer positions (LLMs)."""
     kernels: bool = True
     """localft.training.kernels: eager attention for short passes, the fast dropout mask."""
+    first_token: bool = True
+    """Encoders: the last layer computed at the first token only (`encoder_head.first_token_only`)."""
 
 
 CONFIGS: list[Config] = [
@@ -54,6 +56,7 @@ CONFIGS: list[Config] = [
     Config("gemma-3-270m, SDPA attention", "gemma-3-270m", kernels=False),
     Config("minilm-l6", "minilm-l6"),
     Config("minilm-l6, SDPA attention + torch dropout", "minilm-l6", kernels=False),
+    Config("minilm-l6, every position in the last layer", "minilm-l6", first_token=False),
 ]
 
 
@@ -115,6 +118,8 @@ def _run_one(config: Config, steps: int, threads: int) -> dict[str, Any]:
     if not config.kernels:  # read at call time too: no pass is short enough for eager attention
         kernels_module.EAGER_MAX_WIDTH = 0
         encoder_module.use_fast_dropout = lambda model: 0
+    if not config.first_token:
+        encoder_module.first_token_only = lambda model: False
     model_dir = local_model_dir(base, CACHE)
     family = model_family(base, model_dir)
     tokenizer = _load_tokenizer(model_dir)

@@ -67,6 +67,7 @@ class EncoderLearner:
             dtype=torch.float32,
         ).to(device)
         use_fast_dropout(self.model)
+        first_token_only(self.model)
         self.class_weights = class_weights
         self._weights: torch.Tensor | None = None
         self._pad_id = tokenizer.pad_token_id or 0
@@ -191,6 +192,61 @@ class EncoderLearner:
         from safetensors.torch import load_file
 
         self.model.load_state_dict(load_file(folder / "model" / "model.safetensors", device=self.device))
+
+
+def first_token_only(model: Any) -> bool:
+    """Make a BERT sequence classifier's last layer compute its output at the first token only.
+
+    The classifier reads the last layer at `[CLS]` alone (the pooler takes position 0). That layer still needs keys
+    and values of every token, but its query, attention output and feed-forward block only at position 0: for
+    MiniLM's 6 layers at 64 tokens, that skips about 13% of the FLOPs of a step's matrix multiplies. Returns whether
+    the model is of that shape (other architectures keep their own forward)."""
+    from transformers.models.bert.modeling_bert import BertForSequenceClassification, BertLayer
+
+    if type(model) is not BertForSequenceClassification or model.bert.pooler is None:
+        return False
+    last = model.bert.encoder.layer[-1]
+    if type(last) is not BertLayer or last.attention.is_cross_attention or last.is_decoder:
+        return False
+    last.forward = _FirstTokenLayer(last)
+    return True
+
+
+class _FirstTokenLayer:
+    """`BertLayer.forward` with queries, attention output and feed-forward at position 0 only."""
+
+    def __init__(self, layer: Any) -> None:
+        self.layer = layer
+
+    def __call__(
+        self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, *args: Any, **kwargs: Any
+    ) -> Any:  # the rest (cross-attention, cache) serves decoders, which `first_token_only` leaves alone
+        from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+        from transformers.models.bert.modeling_bert import eager_attention_forward
+
+        attention = self.layer.attention.self
+        batch, length, _ = hidden_states.shape
+        first = hidden_states[:, :1]
+
+        def heads(x: torch.Tensor, n: int) -> torch.Tensor:
+            return x.view(batch, n, -1, attention.attention_head_size).transpose(1, 2)
+
+        query = heads(attention.query(first), 1)
+        key, value = heads(attention.key(hidden_states), length), heads(attention.value(hidden_states), length)
+        if attention_mask is not None and attention_mask.dim() == 4:
+            attention_mask = attention_mask[:, :, :1]  # the query row of position 0
+        attend = ALL_ATTENTION_FUNCTIONS.get_interface(attention.config._attn_implementation, eager_attention_forward)
+        context, _ = attend(
+            attention,
+            query,
+            key,
+            value,
+            attention_mask,
+            dropout=attention.dropout.p if attention.training else 0.0,
+            scaling=attention.scaling,
+        )
+        attended = self.layer.attention.output(context.reshape(batch, 1, -1), first)
+        return self.layer.feed_forward_chunk(attended)
 
 
 def tune_thresholds(probs: torch.Tensor, targets: Sequence[tuple[int, ...]]) -> list[float]:

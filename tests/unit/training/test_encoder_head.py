@@ -9,7 +9,7 @@ import torch
 
 from localft.training import Hyperparameters, TrainSpec, run_training
 from localft.training.checkpoint import read_checkpoint
-from localft.training.encoder_head import tune_thresholds
+from localft.training.encoder_head import first_token_only, tune_thresholds
 
 from .conftest import ListSink, chat, sentiment_records, write_jsonl
 
@@ -88,3 +88,40 @@ def test_encoder_trains_without_a_validation_file(tiny_encoder: Path, tmp_path: 
     result = run_training(encoder_spec(tiny_encoder, train, None, tmp_path / "out"), sink)
     assert read_checkpoint(result.final_checkpoint).labels == ["negative", "neutral", "positive"]
     assert all(m.full_valid_loss is None and m.valid_loss is None for m in sink.metrics)
+
+
+def test_the_last_layer_at_the_first_token_only_gives_the_same_logits_and_gradients(tiny_encoder: Path) -> None:
+    """The classifier reads position 0 of the last layer: computing that layer there alone changes nothing it sees,
+    with padding or without, in either attention, and the head's gradients match the full model's."""
+    from transformers import AutoModelForSequenceClassification
+
+    from localft.training.kernels import FAST_EAGER, attention_for_width
+
+    torch.manual_seed(0)
+    full = AutoModelForSequenceClassification.from_pretrained(tiny_encoder, num_labels=3).eval()
+    short = AutoModelForSequenceClassification.from_pretrained(tiny_encoder, num_labels=3).eval()
+    short.load_state_dict(full.state_dict())
+    assert first_token_only(short)
+    ids = torch.randint(5, full.config.vocab_size, (3, 12))
+    padded = torch.ones_like(ids)
+    padded[0, 7:] = 0
+    padded[2, 3:] = 0
+    for mask in (padded, torch.ones_like(ids)):
+        for attention in ("sdpa", FAST_EAGER):
+            expected = full(input_ids=ids, attention_mask=mask).logits
+            with attention_for_width(short, ids.shape[1], attention):
+                got = short(input_ids=ids, attention_mask=mask).logits
+            torch.testing.assert_close(got, expected)
+    expected.sum().backward()
+    got.sum().backward()
+    for (name, a), b in zip(full.named_parameters(), short.parameters(), strict=True):
+        if a.grad is not None and b.grad is not None:
+            torch.testing.assert_close(b.grad, a.grad, msg=name)
+    # The last layer's query, attention output and feed-forward block still train (at position 0).
+    assert short.bert.encoder.layer[-1].output.dense.weight.grad is not None
+
+
+def test_other_architectures_keep_their_forward(tiny_causal_lm: Path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    assert not first_token_only(AutoModelForCausalLM.from_pretrained(tiny_causal_lm))
