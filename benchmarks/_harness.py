@@ -14,7 +14,7 @@ import os
 import platform
 import re
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,6 +82,25 @@ class RecordingSink:
 
     def should_stop(self) -> bool:
         return False
+
+
+def kernels_switch(model: Any) -> Callable[[bool], None]:
+    """Switches `localft.training.kernels` on and off for a model, in one process: off, no pass is short enough for
+    eager attention and the fast dropout modules behave as torch's own (the class swap keeps their `p` and
+    `training`). The A/B rows of bench_training and bench_batching use it."""
+    from torch import nn
+
+    import localft.training.kernels as kernels
+
+    eager_max_width = kernels.EAGER_MAX_WIDTH
+    swapped = [m for m in model.modules() if isinstance(m, kernels.FastDropout)]
+
+    def switch(on: bool) -> None:
+        kernels.EAGER_MAX_WIDTH = eager_max_width if on else 0
+        for module in swapped:
+            module.__class__ = kernels.FastDropout if on else nn.Dropout
+
+    return switch
 
 
 def write_chat_jsonl(path: Path, rows: Sequence[tuple[str, str]], system: str | None) -> Path:

@@ -25,11 +25,10 @@ import argparse
 import multiprocessing
 import statistics
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks._harness import DATASETS, RecordingSink
+from benchmarks._harness import DATASETS, RecordingSink, kernels_switch
 from benchmarks.bench_inference import grouping_switch
 
 CACHE = Path(__file__).resolve().parent.parent / ".localft-test-cache"
@@ -129,24 +128,6 @@ def _infer_seconds(learner: Any, items: list[Any], rows: int, width: int) -> flo
                 learner.model(input_ids=ids)
         times.append(time.perf_counter() - started)
     return min(times)
-
-
-def kernels_switch(model: Any) -> Callable[[bool], None]:
-    """Switches `localft.training.kernels` on and off in one process: no pass is short enough for eager attention,
-    and the fast dropout modules behave as torch's own (the class swap keeps their `p` and `training`)."""
-    from torch import nn
-
-    import localft.training.kernels as kernels
-
-    eager_max_width = kernels.EAGER_MAX_WIDTH
-    swapped = [m for m in model.modules() if isinstance(m, kernels.FastDropout)]
-
-    def switch(on: bool) -> None:
-        kernels.EAGER_MAX_WIDTH = eager_max_width if on else 0
-        for module in swapped:
-            module.__class__ = kernels.FastDropout if on else nn.Dropout
-
-    return switch
 
 
 def _ids(learner: Any, item: Any) -> list[int]:

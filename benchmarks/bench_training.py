@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from benchmarks._harness import RecordingSink
+from benchmarks._harness import RecordingSink, kernels_switch
 
 REPO = Path(__file__).resolve().parent.parent
 TWEETS = REPO.parent / "shared" / "datasets" / "twitter_airline_sentiment" / "Tweets.csv"
@@ -104,7 +104,6 @@ def _run_one(config: Config, steps: int, threads: int) -> dict[str, Any]:
 
     torch.set_num_threads(threads)
     import localft.training.encoder_head as encoder_module
-    import localft.training.kernels as kernels_module
     import localft.training.loop as loop_module
     import localft.training.lora_causal as causal_module
     from localft.base_models import local_model_dir
@@ -115,9 +114,6 @@ def _run_one(config: Config, steps: int, threads: int) -> dict[str, Any]:
     name, base = config.name, config.base
     if not config.bf16:  # autocast() and the learner read these at call time
         loop_module.bf16_available = causal_module.bf16_available = lambda device: False
-    if not config.kernels:  # read at call time too: no pass is short enough for eager attention
-        kernels_module.EAGER_MAX_WIDTH = 0
-        encoder_module.use_fast_dropout = lambda model: 0
     if not config.first_token:
         encoder_module.first_token_only = lambda model: False
     model_dir = local_model_dir(base, CACHE)
@@ -141,6 +137,8 @@ def _run_one(config: Config, steps: int, threads: int) -> dict[str, Any]:
         from localft.training.encoder_head import EncoderLearner
 
         learner = EncoderLearner(model_dir, tokenizer, task, "cpu", max_length=length)
+    if not config.kernels:
+        kernels_switch(learner.model)(False)
     items = [it for it in learner.make_items(examples) if learner.tokens(it) == length]
     plan = Plan(n_epochs=1, batch_size=batch, learning_rate=1e-4, seed=0, tokens_per_forward=1 << 20)
     loop = TrainLoop(learner, items, [], plan, RecordingSink(), Path("/nonexistent"), lambda *a: None)  # type: ignore[arg-type,return-value]

@@ -8,9 +8,9 @@ Two costs showed in profiles of training steps on a 2-core CPU (BENCHMARKS.md, "
 - `torch.nn.functional.dropout` draws one random number per element: dropout took 20% of a MiniLM step (117 ms). A
   mask cut from 16-bit slices of 64-bit random words took 48 ms and drops each element with the same probability
   (to 1/65536).
-Both are exact substitutes: the same function of the weights, and for dropout the same distribution of masks, drawn
-from torch's seeded generator, so a seeded run stays reproducible. Both were measured on CPUs only; a model on a GPU
-keeps its own attention and dropout.
+Both are substitutes, not approximations: the same function of the weights up to float rounding, and for dropout
+the same distribution of masks, drawn from torch's seeded generator, so a seeded run stays reproducible. Both were
+measured on CPUs only; a model on a GPU keeps its own attention and dropout.
 """
 
 from __future__ import annotations
