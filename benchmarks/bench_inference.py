@@ -1,16 +1,18 @@
 """Inference speed: one classification request (p50 latency) and concurrent requests (throughput), LLM and encoder.
 
     .venv/bin/python -m benchmarks.bench_inference [--requests 40] [--concurrent 96] [--threads 2]
-                                                   [--int8 off auto on] [--grouping on off on off]
+                                                   [--int8 off auto on] [--arms default "no gathering" ...]
 
 Uses the real built-in models (SmolLM2-135M-Instruct with a LoRA adapter, all-MiniLM-L6-v2 with a classification
 head) on SST-2 sentences from ../shared/datasets. Adapters and heads are freshly initialised: speed does not depend
 on what they learned. Two torch threads by default, as on the target machine; the load average is printed with the
 figures because on a shared machine it changes them several-fold. Each `--int8` policy (`LOCALFT_INT8`) gets its
 own engine, measured one after the other in the same run; a policy that holds a model exactly as a previous one
-did is not measured twice. `--grouping off` runs each batch of concurrent requests as one padded pass (the engine
-groups them into passes by length: `localft.base_models.grouping`); repeat the values to alternate them in one run.
-Prints a Markdown table.
+did is not measured twice. `--arms` compares the engine's defaults with one of its batching mechanisms switched off
+(`arm_switch`); repeat the names to alternate them in one run. The benchmark's own tensor work (building the test
+checkpoints, timing single requests) runs in threads that end with it, as a server's main thread does none: an idle
+OpenMP team left in the main thread would slow the engine (`localft.inference.compute_thread`). Prints a Markdown
+table.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parent.parent
 SST2 = REPO.parent / "shared" / "datasets" / "sst2" / "dev.tsv"
@@ -72,6 +77,19 @@ def _encoder_checkpoint(base_dir: Path, folder: Path) -> Path:
     return folder
 
 
+def _in_passing_thread(fn: Callable[..., T], *args: object) -> T:
+    """`fn(*args)` in a thread that ends with it. Tensor work in the main thread would leave an idle OpenMP team
+    behind, and idle teams slow the engine's compute thread (localft.inference.compute_thread); a server's main
+    thread does no tensor work either."""
+    out: list[T] = []
+    thread = threading.Thread(target=lambda: out.append(fn(*args)))
+    thread.start()
+    thread.join()
+    if not out:
+        raise RuntimeError(f"{fn.__name__} failed (its traceback is printed above)")
+    return out[0]
+
+
 def _latency(call: Callable[[str], object], texts: list[str]) -> tuple[float, float]:
     """Median wall-clock and process CPU seconds of one call (CPU time is steadier on a shared machine)."""
     call(texts[0])  # warm-up: weights load, first-call allocations
@@ -92,7 +110,7 @@ def _bare_forward(engine: object, base: str, texts: list[str]) -> Callable[[str]
     from localft.inference.types import ModelArtifact
 
     info = engine.describe(ModelArtifact(base, base))  # type: ignore[attr-defined]
-    model, _ = engine._weights.causal(info)  # type: ignore[attr-defined]
+    model, _ = engine.compute.run(engine._weights.causal, info)  # type: ignore[attr-defined]
 
     def forward(text: str) -> object:
         messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": text}]
@@ -101,7 +119,7 @@ def _bare_forward(engine: object, base: str, texts: list[str]) -> Callable[[str]
         with torch.inference_mode():
             return model(input_ids=ids, logits_to_keep=1)
 
-    return forward
+    return lambda text: engine.compute.run(forward, text)  # type: ignore[attr-defined]  # where the engine runs
 
 
 def grouping_switch() -> Callable[[bool], None]:
@@ -114,6 +132,29 @@ def grouping_switch() -> Callable[[bool], None]:
     def switch(on: bool) -> None:
         for name, value in defaults.items():
             setattr(scoring, name, value if on else 1 << 30)
+
+    return switch
+
+
+ARMS = ("default", "no grouping", "no gathering", "no compute thread")
+"""Engine settings a run can compare (`--arms`): the defaults, or one mechanism switched off."""
+
+
+def arm_switch(engine: object) -> Callable[[str], None]:
+    """Puts `engine` into one of `ARMS`:
+    - "no grouping": each batch of concurrent requests runs as one padded pass (`grouping_switch`);
+    - "no gathering": a batch starts as soon as its leader gets the lock, without waiting for requests still being
+      prepared (`localft.inference.batching`);
+    - "no compute thread": the request thread that leads a batch runs it itself
+      (`localft.inference.compute_thread`)."""
+    set_grouping = grouping_switch()
+    scorer, compute = engine.scorer, engine.compute  # type: ignore[attr-defined]
+    gather, run = scorer._gather_seconds, compute.run
+
+    def switch(arm: str) -> None:
+        set_grouping(arm != "no grouping")
+        scorer._gather_seconds = 0.0 if arm == "no gathering" else gather
+        compute.run = (lambda fn, *args: fn(*args)) if arm == "no compute thread" else run
 
     return switch
 
@@ -148,10 +189,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--concurrent", type=int, default=96, help="requests sent from 16 threads for throughput")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     parser.add_argument("--int8", nargs="*", default=["off", "auto", "on"], choices=["off", "auto", "on"])
-    parser.add_argument("--grouping", nargs="*", default=["on"], choices=["on", "off"], help="(repeatable)")
+    parser.add_argument("--arms", nargs="*", default=["default"], choices=ARMS, help="(repeat to alternate)")
     args = parser.parse_args([] if argv is None else argv)  # `python -m benchmarks` calls main() with its own argv
     use_threads(args.threads)  # every request thread, not only this one (base_models.apply_threads)
-    set_grouping = grouping_switch()
     texts = _sentences(args.requests + args.concurrent)
     rows = []
     held: dict[str, float] = {}
@@ -161,7 +201,7 @@ def main(argv: list[str] | None = None) -> None:
             ("MiniLM-L6 + head", "minilm-l6", "encoder", _encoder_checkpoint),
         ]
         for name, base, family, make in setups:
-            checkpoint = make(local_model_dir(base, CACHE), Path(tmp) / base)
+            checkpoint = _in_passing_thread(make, local_model_dir(base, CACHE), Path(tmp) / base)
             artifact = ModelArtifact(name, base, checkpoint)
             measured: set[bool] = set()
             for policy in args.int8:
@@ -176,19 +216,22 @@ def main(argv: list[str] | None = None) -> None:
                     messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": text}]
                     return engine.chat(artifact, ChatRequest(messages, temperature=0, logprobs=True, top_logprobs=2))
 
-                for grouping in args.grouping:
-                    set_grouping(grouping == "on")
-                    p50, cpu = _latency(call, texts[: args.requests])
+                set_arm = arm_switch(engine)
+                for arm in args.arms:
+                    set_arm(arm)
+                    p50, cpu = _in_passing_thread(_latency, call, texts[: args.requests])
                     batches = engine.scorer.batches_run
                     rate = throughput(call, texts[args.requests :], threads=16)
                     mean_batch = args.concurrent / max(1, engine.scorer.batches_run - batches)
                     cells = [f"{p50 * 1000:.0f}", f"{cpu * 1000:.0f}", f"{rate:.1f}", f"{mean_batch:.1f}"]
-                    label = name if args.grouping == ["on"] else f"{name}, grouping {grouping}"
+                    label = name if args.arms == ["default"] else f"{name}, {arm}"
                     rows.append((label, weights, *cells))
-                set_grouping(True)
+                set_arm("default")
                 held[f"{name} ({weights})"] = engine.memory_bytes / 2**20
                 if family == "causal_lm" and not int8:
-                    bare, bare_cpu = _latency(_bare_forward(engine, base, texts), texts[: args.requests])
+                    bare, bare_cpu = _in_passing_thread(
+                        _latency, _bare_forward(engine, base, texts), texts[: args.requests]
+                    )
                     rows.append(
                         (
                             "(reference: bare forward of the whole prompt)",

@@ -207,17 +207,12 @@ def _causal(n: int) -> Any:
     return torch.ones((n, n), dtype=torch.bool).tril()
 
 
-def encoder_logits(
-    model: Any, tokenize: Callable[..., Any], texts: Sequence[str], max_length: int, device: str, pad_id: int
-) -> Any:
-    """Classification-head logits for a batch of texts (float32, on the CPU)."""
-    ids = tokenize(list(texts), truncation=True, max_length=max_length)["input_ids"]
+def encoder_logits(model: Any, ids: Sequence[Sequence[int]], device: str, pad_id: int) -> Any:
+    """Classification-head logits for a batch of tokenized texts (float32, on the CPU)."""
     return _encoder_passes(model, ids, pad_id, device, lambda out, mask: out.logits.float())
 
 
-def encoder_embeddings(
-    model: Any, tokenize: Callable[..., Any], texts: Sequence[str], max_length: int, device: str, pad_id: int
-) -> Any:
+def encoder_embeddings(model: Any, ids: Sequence[Sequence[int]], device: str, pad_id: int) -> Any:
     """Mean-pooled, L2-normalised sentence embeddings of a base encoder (for zero-shot choices among values)."""
     import torch
 
@@ -227,7 +222,6 @@ def encoder_embeddings(
         mean = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
         return torch.nn.functional.normalize(mean, dim=-1)
 
-    ids = tokenize(list(texts), truncation=True, max_length=max_length)["input_ids"]
     return _encoder_passes(model, ids, pad_id, device, pooled)
 
 

@@ -1,19 +1,31 @@
 """Concurrent requests batched by flat combining: whoever holds the compute lock runs everyone's pending work.
 
 A request queues its job and waits for the lock. The thread that gets it drains the queue and runs all pending jobs
-as one batch, so requests that arrive while a batch is running ride together in the next one. A lone request runs
-at once (no waiting window), and no background thread is needed.
+as one batch, so requests that arrive while a batch is running ride together in the next one. No background thread
+is needed.
+
+Before draining, the thread that got the lock waits briefly for requests that are still being prepared (rendered
+and tokenized in their own threads; see `preparing`). Without that wait, the first request to finish preparing ran
+alone while the others were still on their way: batches alternated between 1 and 15 requests, and the batch of 15
+then ran beside the threads preparing the next ones, which on two cores slowed it by up to 1.9x (BENCHMARKS.md).
+A lone request has nothing to wait for and runs at once.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Generic, TypeVar
 
 Job = TypeVar("Job")
 Result = TypeVar("Result")
+
+GATHER_SECONDS = 0.05
+"""How long a batch waits at most for requests still being prepared (a request prepares in a few milliseconds;
+the bound only matters when one is slow, e.g. loading its tokenizer)."""
 
 
 class _Pending(Generic[Job, Result]):
@@ -34,30 +46,86 @@ class Combiner(Generic[Job, Result]):
         run_batch: Callable[[Sequence[Job]], Sequence[Result | BaseException]],
         lock: threading.RLock,
         max_batch: int = 64,
+        gather_seconds: float = GATHER_SECONDS,
     ) -> None:
         self._run_batch = run_batch
         self._lock = lock
         self._max_batch = max_batch
+        self._gather_seconds = gather_seconds
         self._queue: deque[_Pending[Job, Result]] = deque()
-        self._queue_lock = threading.Lock()
+        self._changed = threading.Condition(threading.Lock())  # guards the queue and the two fields below
+        self._outside = 0  # requests being served that are neither queued nor in a batch
+        self._leading = False  # a thread is gathering or running a batch
+        self._thread = threading.local()
         self.batches_run = 0
         """How many batches ran (tests and benchmarks read it to see batching happen)."""
+
+    @contextmanager
+    def serving(self) -> Iterator[None]:
+        """Marks the calling thread as serving a request that submits jobs. While such a thread is neither queued
+        nor waiting for its batch (it is rendering, tokenizing, or reading its last result), it is probably about
+        to submit, and a batch about to run waits for it, up to `gather_seconds`."""
+        if getattr(self._thread, "serving", False):  # already marked by an outer block
+            yield
+            return
+        self._thread.serving = True
+        self._set_outside(+1)
+        try:
+            yield
+        finally:
+            self._set_outside(-1)
+            self._thread.serving = False
 
     def submit(self, job: Job) -> Result:
         """Run `job` (possibly batched with others) and return its result or raise its error."""
         pending: _Pending[Job, Result] = _Pending(job)
-        with self._queue_lock:
+        serving = getattr(self._thread, "serving", False)
+        with self._changed:
             self._queue.append(pending)
-        while not pending.done:
-            with self._lock:
-                if pending.done:
-                    break
-                with self._queue_lock:
-                    batch = [self._queue.popleft() for _ in range(min(self._max_batch, len(self._queue)))]
-                self._run(batch)
+            self._outside -= serving
+            self._changed.notify_all()
+        try:
+            self._wait_or_lead(pending)
+        finally:
+            self._set_outside(+serving)
         if pending.error is not None:
             raise pending.error
         return pending.result  # type: ignore[return-value]
+
+    def _wait_or_lead(self, pending: _Pending[Job, Result]) -> None:
+        while True:
+            with self._changed:  # wait for the batch holding this job, or for the chance to lead the next one
+                while not pending.done and self._leading:
+                    self._changed.wait()
+                if pending.done:
+                    return
+                self._leading = True
+            try:
+                with self._lock:
+                    self._gather()
+                    with self._changed:
+                        batch = [self._queue.popleft() for _ in range(min(self._max_batch, len(self._queue)))]
+                    self._run(batch)
+            finally:
+                with self._changed:  # every waiter of the batch learns at once that its job is done
+                    self._leading = False
+                    self._changed.notify_all()
+
+    def _set_outside(self, change: int) -> None:
+        if change:
+            with self._changed:
+                self._outside += change
+                self._changed.notify_all()
+
+    def _gather(self) -> None:
+        """Wait until every request being served is queued, the batch is full, or `gather_seconds` passed."""
+        deadline = time.monotonic() + self._gather_seconds
+        with self._changed:
+            while self._outside > 0 and len(self._queue) < self._max_batch:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._changed.wait(left)
 
     def _run(self, batch: list[_Pending[Job, Result]]) -> None:
         try:

@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from localft.base_models import apply_threads, resolve_device
+from localft.base_models import resolve_device
 from localft.base_models.scoring import (
     ScoreRow,
     build_row,
@@ -45,6 +45,7 @@ from localft.base_models.templates import Prompt, encoder_text, render_prompt
 from localft.errors import InvalidRequestError
 from localft.inference import choices as ch
 from localft.inference.batching import Combiner
+from localft.inference.compute_thread import ComputeThread
 from localft.inference.generate import generate
 from localft.inference.models import DEFAULT_MAX_MEMORY_BYTES, ModelInfo, WeightCache, active_adapter, describe
 from localft.inference.prompt import continuation, shared_prefix_text
@@ -63,7 +64,8 @@ class _Job:
     info: ModelInfo
     kind: JobKind
     row: ScoreRow | None = None
-    texts: tuple[str, ...] = ()
+    ids: tuple[list[int], ...] = ()
+    """Encoder jobs: the token ids of each text, truncated to what the model reads."""
 
 
 class InferenceEngine:
@@ -82,36 +84,45 @@ class InferenceEngine:
         self._weights = WeightCache(self.device, max_memory_bytes, int8)
         self._infos: dict[str, ModelInfo] = {}
         self._infos_lock = threading.Lock()
+        self._seen: dict[ModelArtifact, ModelInfo] = {}  # artifacts as requests name them -> _infos' entries
         self._prefixes: OrderedDict[tuple[str, tuple[int, ...]], Any] = OrderedDict()
-        self.scorer: Combiner[_Job, Any] = Combiner(self._run_batch, self._lock)
+        self.compute = ComputeThread()
+        """Where every forward pass and weight load runs (see compute_thread.py)."""
+        self.scorer: Combiner[_Job, Any] = Combiner(lambda jobs: self.compute.run(self._run_batch, jobs), self._lock)
 
     # --- public ---------------------------------------------------------------------------------------------
 
     def chat(self, artifact: ModelArtifact, request: ChatRequest) -> ChatResult:
         """Answer one chat completion request."""
         _check(request)
-        apply_threads()  # this request's thread may run the batch
-        info = self.describe(artifact)
-        fmt = ch.json_choice(request.response_format)
-        if info.family == "encoder":
-            return self._encoder_chat(info, request, fmt)
-        prompt = render_prompt(info.tokenizer, request.messages, info.template)
-        labels = info.labels
-        if labels and info.meta and info.meta.multi_label and fmt is None:
-            return self._multi_label_chat(info, request, prompt)
-        if labels and (fmt is None or _overlap(fmt, labels)):
-            return self._label_chat(info, request, prompt, fmt)
-        if fmt is not None:
-            return self._enum_chat(info, request, prompt, fmt)
-        return self._generate_chat(info, request, prompt)
+        with self.scorer.serving():  # a batch about to run waits for this request to join it
+            info = self.describe(artifact)
+            fmt = ch.json_choice(request.response_format)
+            if info.family == "encoder":
+                return self._encoder_chat(info, request, fmt)
+            prompt = render_prompt(info.tokenizer, request.messages, info.template)
+            labels = info.labels
+            if labels and info.meta and info.meta.multi_label and fmt is None:
+                return self._multi_label_chat(info, request, prompt)
+            if labels and (fmt is None or _overlap(fmt, labels)):
+                return self._label_chat(info, request, prompt, fmt)
+            if fmt is not None:
+                return self._enum_chat(info, request, prompt, fmt)
+        return self._generate_chat(info, request, prompt)  # generation is not batched: nothing to wait for
 
     def describe(self, artifact: ModelArtifact) -> ModelInfo:
         """The model's family, tokenizer and checkpoint description (cached; weights load on first use)."""
+        seen = self._seen.get(artifact)  # resolving the folder's path again took 5% of a request's time
+        if seen is not None:
+            return seen
         key = str(Path(artifact.checkpoint).resolve()) if artifact.checkpoint else f"base:{artifact.base_model}"
         with self._infos_lock:
             info = self._infos.get(key)
             if info is None:
                 info = self._infos[key] = describe(artifact, self.cache_dir)
+            if len(self._seen) >= MAX_PREFIXES * 32:  # bounded: ids are few, but a caller may mint many
+                self._seen.clear()
+            self._seen[artifact] = info
         return info
 
     def evict(self, checkpoint_dir: Path) -> bool:
@@ -119,6 +130,7 @@ class InferenceEngine:
         key = str(Path(checkpoint_dir).resolve())
         with self._infos_lock:
             self._infos.pop(key, None)
+            self._seen = {a: i for a, i in self._seen.items() if i.key != key}
         with self._lock:
             for stale in [k for k in self._prefixes if k[0] == key]:
                 del self._prefixes[stale]
@@ -174,7 +186,12 @@ class InferenceEngine:
         return self._result(info, request, out, len(info.tokenize(prompt.text)["input_ids"]))
 
     def _decode_label_set(
-        self, info: ModelInfo, request: ChatRequest, prompt: Prompt, labels: list[str], rng: np.random.Generator
+        self,
+        info: ModelInfo,
+        request: ChatRequest,
+        prompt: Prompt,
+        labels: list[str],
+        rng: np.random.Generator | None,
     ) -> tuple[str, dict[str, float]]:
         assert info.meta is not None
         meta, end = info.meta, info.terminator
@@ -204,12 +221,12 @@ class InferenceEngine:
 
     def _encoder_chat(self, info: ModelInfo, request: ChatRequest, fmt: ch.JsonChoice | None) -> ChatResult:
         text = encoder_text(request.messages)
-        n_tokens = len(info.tokenize(text, truncation=True)["input_ids"])
+        ids, n_tokens = _encoder_ids(info, text)
         if not info.labels:
-            return self._encoder_zero_shot(info, request, fmt, text, n_tokens)
+            return self._encoder_zero_shot(info, request, fmt, ids, n_tokens)
         meta = info.meta
         assert meta is not None
-        logits = self.scorer.submit(_Job(info, "encoder", texts=(text,)))[0]
+        logits = self.scorer.submit(_Job(info, "encoder", ids=(ids,)))[0]
         if meta.multi_label and fmt is None:
             probs = [float(p) for p in 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))]
             chosen = ch.threshold_labels(info.labels, probs, meta.thresholds, meta.none_label)
@@ -230,7 +247,7 @@ class InferenceEngine:
         return self._result(info, request, ch.single_choices(dist, request, render), n_tokens)
 
     def _encoder_zero_shot(
-        self, info: ModelInfo, request: ChatRequest, fmt: ch.JsonChoice | None, text: str, n_tokens: int
+        self, info: ModelInfo, request: ChatRequest, fmt: ch.JsonChoice | None, ids: list[int], n_tokens: int
     ) -> ChatResult:
         """A base encoder cannot write text; with an enum it picks the value closest to the input in meaning."""
         if fmt is None:
@@ -240,7 +257,7 @@ class InferenceEngine:
                 param="model",
             )
         names = [_as_text(v) for v in fmt.values]
-        vectors = self.scorer.submit(_Job(info, "embed", texts=(text, *names)))
+        vectors = self.scorer.submit(_Job(info, "embed", ids=(ids, *(_encoder_ids(info, n)[0] for n in names))))
         # Cosine similarity scaled like a contrastive logit (sentence encoders are trained with a scale near 20).
         scores = [20.0 * float(np.dot(vectors[0], v)) for v in vectors[1:]]
         dist = ch.Distribution.from_scores(names, [fmt.render(v) for v in fmt.values], scores)
@@ -249,12 +266,13 @@ class InferenceEngine:
     # --- generation -----------------------------------------------------------------------------------------
 
     def _generate_chat(self, info: ModelInfo, request: ChatRequest, prompt: Prompt) -> ChatResult:
-        with self._lock:
+        def run() -> tuple[list[Any], int]:
             model, adapter = self._weights.causal(info)
             with active_adapter(model, adapter):
-                outputs, prompt_tokens = generate(
-                    model, info.tokenizer, info.tokenize, prompt, request, info.terminator, self.device
-                )
+                return generate(model, info.tokenizer, info.tokenize, prompt, request, info.terminator, self.device)
+
+        with self._lock:
+            outputs, prompt_tokens = self.compute.run(run)
         as_json = ch.wants_json(request.response_format)
         out = [
             ChatChoice(
@@ -303,15 +321,13 @@ class InferenceEngine:
                         scores[i] = row_scores
             return scores
         model = self._weights.encoder(info)
-        texts = [t for job in jobs for t in job.texts]
-        max_length = info.meta.max_length if info.meta else 512
+        ids = [i for job in jobs for i in job.ids]
         run = encoder_logits if kind == "encoder" else encoder_embeddings
-        pad = info.tokenizer.pad_token_id or 0
-        out = run(model, info.tokenize, texts, max_length, self.device, pad).numpy()
+        out = run(model, ids, self.device, info.tokenizer.pad_token_id or 0).numpy()
         split, start = [], 0
         for job in jobs:
-            split.append(out[start : start + len(job.texts)])
-            start += len(job.texts)
+            split.append(out[start : start + len(job.ids)])
+            start += len(job.ids)
         return split
 
     def _prefix_kv(self, info: ModelInfo, model: Any, prefix_ids: tuple[int, ...]) -> Any:
@@ -331,8 +347,17 @@ class InferenceEngine:
         return shared_prefix_text(info.tokenizer, request.messages, info.template)
 
     def _result(self, info: ModelInfo, request: ChatRequest, out: list[ChatChoice], prompt_tokens: int) -> ChatResult:
-        completion = sum(len(info.tokenize(c.content, add_special_tokens=False)["input_ids"]) for c in out)
+        completion = sum(info.count_tokens(c.content) for c in out)
         return ChatResult(out, prompt_tokens, completion, info.fingerprint)
+
+
+def _encoder_ids(info: ModelInfo, text: str) -> tuple[list[int], int]:
+    """The token ids an encoder reads for `text` (cut at the checkpoint's length), and the text's own token count
+    (usage), which needs a second tokenization only when the text was cut."""
+    max_length = info.meta.max_length if info.meta else 512
+    ids = list(info.tokenize(text, truncation=True, max_length=max_length)["input_ids"])
+    n_tokens = len(ids) if len(ids) < max_length else len(info.tokenize(text, truncation=True)["input_ids"])
+    return ids, n_tokens
 
 
 def _check(request: ChatRequest) -> None:

@@ -28,6 +28,8 @@ from localft.training.checkpoint import CheckpointMeta, read_checkpoint
 
 Family = Literal["causal_lm", "encoder"]
 DEFAULT_MAX_MEMORY_BYTES = 8 * 1024**3
+MAX_COUNTED_ANSWERS = 4096
+"""Answer texts whose token counts a model remembers (label sets are small; free text rarely repeats)."""
 
 
 @dataclass(frozen=True)
@@ -46,12 +48,23 @@ class ModelInfo:
     checkpoint: Path | None = None
     meta: CheckpointMeta | None = None
     _tokenizer_lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
+    _counts: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
 
     def tokenize(self, text: str | list[str], **kwargs: Any) -> Any:
         """Call the tokenizer under a lock: a fast tokenizer keeps padding and truncation settings as shared state,
         so concurrent calls with different settings corrupt each other (seen here as ragged "padded" batches)."""
         with self._tokenizer_lock:
             return self.tokenizer(text, **kwargs)
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of an answer's text (usage). Remembered for the answers a classifier repeats: counting them
+        again took a third of the request threads' time under concurrent encoder requests (BENCHMARKS.md)."""
+        count = self._counts.get(text)
+        if count is None:
+            count = len(self.tokenize(text, add_special_tokens=False)["input_ids"])
+            if len(self._counts) < MAX_COUNTED_ANSWERS:
+                self._counts[text] = count
+        return count
 
     @property
     def labels(self) -> list[str]:

@@ -129,7 +129,8 @@ def test_encoder_logits_do_not_depend_on_the_texts_batched_together(tiny_encoder
     tokenizer = AutoTokenizer.from_pretrained(tiny_encoder)
     model = AutoModelForSequenceClassification.from_pretrained(tiny_encoder, num_labels=3).eval()
     texts = ["ok", "the flight was late and the bag was lost and nobody called back", "great crew", "bad"]
-    batched = scoring.encoder_logits(model, tokenizer, texts, 64, "cpu", tokenizer.pad_token_id or 0)
-    alone = torch.cat([scoring.encoder_logits(model, tokenizer, [t], 64, "cpu", 0) for t in texts])
+    ids = tokenizer(texts, truncation=True, max_length=64)["input_ids"]
+    batched = scoring.encoder_logits(model, ids, "cpu", tokenizer.pad_token_id or 0)
+    alone = torch.cat([scoring.encoder_logits(model, [i], "cpu", 0) for i in ids])
     torch.testing.assert_close(batched, alone, rtol=1e-4, atol=1e-5)
     assert batched.shape == (4, 3) and not torch.equal(batched[0], batched[1])
