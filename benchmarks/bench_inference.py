@@ -28,9 +28,6 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
-
-T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parent.parent
 SST2 = REPO.parent / "shared" / "datasets" / "sst2" / "dev.tsv"
@@ -75,19 +72,6 @@ def _encoder_checkpoint(base_dir: Path, folder: Path) -> Path:
     )
     write_meta(folder, meta)
     return folder
-
-
-def _in_passing_thread(fn: Callable[..., T], *args: object) -> T:
-    """`fn(*args)` in a thread that ends with it. Tensor work in the main thread would leave an idle OpenMP team
-    behind, and idle teams slow the engine's compute thread (localft.inference.compute_thread); a server's main
-    thread does no tensor work either."""
-    out: list[T] = []
-    thread = threading.Thread(target=lambda: out.append(fn(*args)))
-    thread.start()
-    thread.join()
-    if not out:
-        raise RuntimeError(f"{fn.__name__} failed (its traceback is printed above)")
-    return out[0]
 
 
 def _latency(call: Callable[[str], object], texts: list[str]) -> tuple[float, float]:
@@ -179,7 +163,7 @@ def throughput(call: Callable[[str], object], texts: list[str], threads: int) ->
 
 
 def main(argv: list[str] | None = None) -> None:
-    from localft.base_models import local_model_dir, use_threads
+    from localft.base_models import in_passing_thread, local_model_dir, use_threads
     from localft.inference.engine import InferenceEngine
     from localft.inference.precision import compute_dtype, int8_applies
     from localft.inference.types import ChatRequest, ModelArtifact
@@ -201,7 +185,7 @@ def main(argv: list[str] | None = None) -> None:
             ("MiniLM-L6 + head", "minilm-l6", "encoder", _encoder_checkpoint),
         ]
         for name, base, family, make in setups:
-            checkpoint = _in_passing_thread(make, local_model_dir(base, CACHE), Path(tmp) / base)
+            checkpoint = in_passing_thread(make, local_model_dir(base, CACHE), Path(tmp) / base)
             artifact = ModelArtifact(name, base, checkpoint)
             measured: set[bool] = set()
             for policy in args.int8:
@@ -219,7 +203,7 @@ def main(argv: list[str] | None = None) -> None:
                 set_arm = arm_switch(engine)
                 for arm in args.arms:
                     set_arm(arm)
-                    p50, cpu = _in_passing_thread(_latency, call, texts[: args.requests])
+                    p50, cpu = in_passing_thread(_latency, call, texts[: args.requests])
                     batches = engine.scorer.batches_run
                     rate = throughput(call, texts[args.requests :], threads=16)
                     mean_batch = args.concurrent / max(1, engine.scorer.batches_run - batches)
@@ -229,7 +213,7 @@ def main(argv: list[str] | None = None) -> None:
                 set_arm("default")
                 held[f"{name} ({weights})"] = engine.memory_bytes / 2**20
                 if family == "causal_lm" and not int8:
-                    bare, bare_cpu = _in_passing_thread(
+                    bare, bare_cpu = in_passing_thread(
                         _latency, _bare_forward(engine, base, texts), texts[: args.requests]
                     )
                     rows.append(

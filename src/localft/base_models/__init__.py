@@ -14,6 +14,7 @@ from localft.base_models.catalog import (
 from localft.base_models.fetch import is_installed, local_model_dir, pull
 from localft.base_models.loading import (
     apply_threads,
+    in_passing_thread,
     load_tokenizer,
     native_bf16,
     resolve_device,
@@ -25,6 +26,7 @@ __all__ = [
     "BaseModelSpec",
     "apply_threads",
     "get_spec",
+    "in_passing_thread",
     "is_installed",
     "is_known",
     "list_base_models",

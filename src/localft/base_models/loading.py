@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from localft.base_models.fetch import local_model_dir
+
+T = TypeVar("T")
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -57,6 +60,29 @@ def apply_threads() -> None:
 
     torch.set_num_threads(_threads)
     _applied.threads = _threads
+
+
+def in_passing_thread(fn: Callable[..., T], *args: object) -> T:
+    """`fn(*args)` in a new thread that ends with it, raising what it raised.
+
+    OpenMP keeps a team of helper threads for every thread that ran parallel tensor work, until that thread ends,
+    and idle teams slow the others down (localft.inference.compute_thread). Long-lived threads that train now and
+    then (the server's embedded worker) run each job this way so no team outlives it."""
+    outcome: list[Any] = []
+
+    def body() -> None:
+        try:
+            outcome.append((True, fn(*args)))
+        except BaseException as exc:  # re-raised in the caller's thread
+            outcome.append((False, exc))
+
+    thread = threading.Thread(target=body, name=f"localft-{getattr(fn, '__name__', 'task')}")
+    thread.start()
+    thread.join()
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value  # type: ignore[no-any-return]
 
 
 def load_tokenizer(name: str, cache_dir: Path | None = None) -> Any:

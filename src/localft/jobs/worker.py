@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from localft import ids
+from localft.base_models import in_passing_thread
 from localft.errors import DataValidationError, LocalftError, TrainingCancelled
 from localft.jobs.files import FileStorage
 from localft.jobs.intake import validate_job
@@ -143,7 +144,7 @@ class Worker:
                 shutdown=self._stop,
             ) as sink:
                 self._show_resolved_hyperparameters(job, spec)
-                result = train(spec, sink)
+                result = in_passing_thread(train, spec, sink)  # its OpenMP team ends with the job
         except TrainingCancelled:
             self._stopped(job)
             return

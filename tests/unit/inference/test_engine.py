@@ -237,6 +237,22 @@ def test_concurrent_requests_are_batched_and_match_single_answers(
     assert engine.scorer.batches_run - batches_before < 16
 
 
+def test_forward_passes_run_on_the_compute_thread(
+    engine: InferenceEngine, tiny_causal_lm: Path, lora_checkpoint: Path, tiny_encoder: Path, encoder_checkpoint: Path
+) -> None:
+    seen: list[str] = []
+    run_batch = engine._run_batch
+
+    def recording(jobs: Any) -> Any:
+        seen.append(threading.current_thread().name)
+        return run_batch(jobs)
+
+    engine._run_batch = recording  # type: ignore[method-assign]
+    engine.chat(ft(tiny_causal_lm, lora_checkpoint), ask(TEXTS[0]))
+    engine.chat(ModelArtifact("ft:enc", str(tiny_encoder), encoder_checkpoint), ask(TEXTS[1]))
+    assert seen == ["localft-compute", "localft-compute"]
+
+
 def test_concurrent_encoder_requests(engine: InferenceEngine, tiny_encoder: Path, encoder_checkpoint: Path) -> None:
     # Regression: unlocked tokenizer calls from request threads once turned a padded batch ragged mid-call.
     artifact = ModelArtifact("ft:enc", str(tiny_encoder), encoder_checkpoint)

@@ -146,6 +146,19 @@ def test_a_job_runs_to_success_with_checkpoints_events_and_result_file(settings:
     assert rows[1]["full_valid_accuracy"] == "0.52000"
 
 
+def test_training_runs_in_a_thread_that_ends_with_the_job(settings: Settings, store: Store) -> None:
+    # An OpenMP team lives as long as its thread: a long-lived worker thread would keep one beside the engine's.
+    _queued_job(settings, store)
+    threads: list[threading.Thread] = []
+
+    def train(spec: TrainSpec, sink: EventSink) -> TrainResult:
+        threads.append(threading.current_thread())
+        return ScriptedTrainer(epochs=1)(spec, sink)
+
+    assert _worker(settings, store, train).run_once()
+    assert len(threads) == 1 and threads[0] is not threading.current_thread() and not threads[0].is_alive()
+
+
 def test_cancel_stops_a_running_job_within_seconds(settings: Settings, store: Store) -> None:
     job = _queued_job(settings, store)
     trainer = ScriptedTrainer(wait_for_stop=threading.Event())
