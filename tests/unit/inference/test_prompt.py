@@ -12,7 +12,7 @@ from localft.base_models.templates import (
     render_prompt,
     template_kind,
 )
-from localft.inference.prompt import continuation
+from localft.inference.prompt import continuation, shared_prefix_text
 
 
 @pytest.mark.parametrize(
@@ -60,6 +60,22 @@ def test_plain_template_for_models_without_one(tiny_causal_lm: Path) -> None:
     assert prompt.text == expected + PLAIN_GENERATION_PROMPT
     assert prompt.add_special_tokens
     assert end_of_turn(tokenizer, "plain") == "<|im_end|>"
+
+
+@pytest.mark.parametrize("kind", ["model", "plain"])
+def test_shared_prefix_ends_where_the_last_user_text_starts(tiny_causal_lm: Path, kind: str) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(tiny_causal_lm)
+    few_shot = [
+        {"role": "system", "content": "Classify."},
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "positive"},
+        {"role": "user", "content": "my bag was lost"},
+    ]
+    for messages in (few_shot, few_shot[-1:], [*few_shot, {"role": "assistant", "content": "Answer:"}]):
+        prefix = shared_prefix_text(tokenizer, messages, kind)  # type: ignore[arg-type]
+        prompt = render_prompt(tokenizer, messages, kind)  # type: ignore[arg-type]
+        assert prefix and prompt.text[len(prefix) :].startswith("my bag was lost")
+    assert shared_prefix_text(tokenizer, [{"role": "assistant", "content": "x"}], "model") == ""
 
 
 def test_end_of_turn_from_chat_template(tiny_causal_lm: Path) -> None:
