@@ -7,8 +7,9 @@ Each configuration runs in its own process (so peak RSS is its own) with two thr
 ../shared/datasets/twitter_airline_sentiment rendered as chat classification examples. LLM rows use batches of 8
 examples truncated to exactly 128 tokens, the encoder rows batches of 32 at 64 tokens. The optimizer steps are the
 engine's own (`localft.training.lora_causal` / `encoder_head` + the shared loop's AdamW); the "full logits",
-"fp32", "SDPA attention" and "every position in the last layer" rows switch off one of the CPU speed-ups for
-comparison (`localft.training.kernels`, `encoder_head.first_token_only`); `--rounds 2` alternates the chosen rows
+"fp32", "SDPA attention", "peft's adapter input casts" and "every position in the last layer" rows switch off one
+of the CPU speed-ups for comparison (`localft.training.kernels`, `lora_causal.skip_adapter_input_casts`,
+`encoder_head.first_token_only`); `--rounds 2` alternates the chosen rows
 twice, for A/Bs. Prints Markdown tables; timings are medians. First, a table of example lengths in tokens on the
 shared datasets (the input for the truncation default).
 """
@@ -44,16 +45,20 @@ class Config(NamedTuple):
     """localft.training.kernels: eager attention for short passes, the fast dropout mask."""
     first_token: bool = True
     """Encoders: the last layer computed at the first token only (`encoder_head.first_token_only`)."""
+    adapter_casts: bool = False
+    """LLMs: peft's cast of each LoRA layer's input to fp32 left on (`lora_causal.skip_adapter_input_casts`)."""
 
 
 CONFIGS: list[Config] = [
     Config("smollm2-135m-instruct", "smollm2-135m-instruct"),
     Config("smollm2-135m-instruct, SDPA attention", "smollm2-135m-instruct", kernels=False),
+    Config("smollm2-135m-instruct, peft's adapter input casts", "smollm2-135m-instruct", adapter_casts=True),
     Config("smollm2-135m-instruct, full logits", "smollm2-135m-instruct", sliced=False),
     Config("smollm2-135m-instruct, fp32", "smollm2-135m-instruct", bf16=False),
     Config("smollm2-135m-instruct, fp32 + full logits", "smollm2-135m-instruct", bf16=False, sliced=False),
     Config("gemma-3-270m", "gemma-3-270m"),
     Config("gemma-3-270m, SDPA attention", "gemma-3-270m", kernels=False),
+    Config("gemma-3-270m, peft's adapter input casts", "gemma-3-270m", adapter_casts=True),
     Config("minilm-l6", "minilm-l6"),
     Config("minilm-l6, SDPA attention + torch dropout", "minilm-l6", kernels=False),
     Config("minilm-l6, every position in the last layer", "minilm-l6", first_token=False),
@@ -116,6 +121,8 @@ def _run_one(config: Config, steps: int, threads: int) -> dict[str, Any]:
         loop_module.bf16_available = causal_module.bf16_available = lambda device: False
     if not config.first_token:
         encoder_module.first_token_only = lambda model: False
+    if config.adapter_casts:
+        causal_module.skip_adapter_input_casts = lambda model: None
     model_dir = local_model_dir(base, CACHE)
     family = model_family(base, model_dir)
     tokenizer = _load_tokenizer(model_dir)

@@ -9,7 +9,6 @@ from typing import Any
 
 from localft.base_models.templates import TemplateKind, render_plain, split_partial, template_messages
 
-
 SENTINEL = "\x00localft-user-text\x00"
 """Stands in for the last user message's text while finding where that text starts in the rendered prompt."""
 

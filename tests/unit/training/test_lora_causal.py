@@ -125,3 +125,32 @@ def test_the_grouping_into_forward_passes_leaves_training_unchanged(
     assert any(not torch.equal(ww[k], ws[k]) for k in ww)  # the float sums ran in another order: not a no-op
     for key in ww:
         torch.testing.assert_close(ws[key], ww[key], rtol=1e-4, atol=1e-5)
+
+
+def test_skipping_the_adapter_input_casts_changes_no_number(tiny_causal_lm: Path) -> None:
+    """Under bf16 autocast, peft's cast of a LoRA layer's input to fp32 is undone before the multiply: without it
+    the loss and the adapter's gradients are the same, bit for bit."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    ids = torch.randint(0, 100, (2, 12), generator=torch.Generator().manual_seed(0))
+
+    def loss_and_grads(skip: bool) -> tuple[torch.Tensor, list[torch.Tensor], int]:
+        torch.manual_seed(0)
+        base = AutoModelForCausalLM.from_pretrained(tiny_causal_lm, dtype=torch.float32)
+        model = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+        for param in model.parameters():
+            if not param.requires_grad:
+                param.data = param.data.to(torch.bfloat16)
+        if skip:
+            lora_causal.skip_adapter_input_casts(model)
+        with torch.profiler.profile() as profile, torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = model(input_ids=ids, labels=ids).loss
+        copies = sum(event.count for event in profile.key_averages() if event.key == "aten::_to_copy")
+        loss.backward()
+        return loss.detach(), [p.grad for p in model.parameters() if p.requires_grad], copies
+
+    (cast_loss, cast_grads, cast_copies), (loss, grads, copies) = loss_and_grads(False), loss_and_grads(True)
+    assert copies < cast_copies  # the casts were really skipped
+    assert torch.equal(loss, cast_loss) and len(grads) == len(cast_grads) > 0
+    assert all(torch.equal(a, b) for a, b in zip(grads, cast_grads, strict=True))
