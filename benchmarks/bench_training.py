@@ -1,7 +1,7 @@
 """Training speed: LoRA tokens/s on the built-in LLMs, encoder fine-tuning examples/s, peak memory.
 
     .venv/bin/python -m benchmarks.bench_training [--steps 6] [--threads 2] [--only NAME ...] [--rounds N]
-                                                  [--lengths]
+                                                  [--lengths] [--alternate kernels|skip-adapter-casts]
 
 Each configuration runs in its own process (so peak RSS is its own) with two threads, on real tweets from
 ../shared/datasets/twitter_airline_sentiment rendered as chat classification examples. LLM rows use batches of 8
@@ -9,9 +9,10 @@ examples truncated to exactly 128 tokens, the encoder rows batches of 32 at 64 t
 engine's own (`localft.training.lora_causal` / `encoder_head` + the shared loop's AdamW); the "full logits",
 "fp32", "SDPA attention", "peft's adapter input casts" and "every position in the last layer" rows switch off one
 of the CPU speed-ups for comparison (`localft.training.kernels`, `lora_causal.skip_adapter_input_casts`,
-`encoder_head.first_token_only`); `--rounds 2` alternates the chosen rows
-twice, for A/Bs. Prints Markdown tables; timings are medians. First, a table of example lengths in tokens on the
-shared datasets (the input for the truncation default).
+`encoder_head.first_token_only`); `--rounds 2` alternates the chosen rows twice, each in its own
+process. `--alternate SWITCH` instead switches one speed-up off and on again on one learner in one process,
+`--rounds` times (default 6): the fairest A/B on a noisy machine. Prints Markdown tables; timings are medians.
+First, a table of example lengths in tokens on the shared datasets (the input for the truncation default).
 """
 
 from __future__ import annotations
@@ -104,7 +105,16 @@ def _examples(n: int) -> list[Any]:
     ]
 
 
-def _run_one(config: Config, steps: int, threads: int) -> dict[str, Any]:
+class _Setup(NamedTuple):
+    learner: Any
+    loop: Any
+    items: list[Any]
+    batch: int
+    length: int
+
+
+def _prepare(config: Config, steps: int, threads: int) -> _Setup:
+    """The configuration's learner and training loop, in this process, with items of exactly the quoted length."""
     import torch
 
     torch.set_num_threads(threads)
@@ -116,7 +126,7 @@ def _run_one(config: Config, steps: int, threads: int) -> dict[str, Any]:
     from localft.training.run import _load_tokenizer, model_family
     from localft.training.task import detect_task
 
-    name, base = config.name, config.base
+    base = config.base
     if not config.bf16:  # autocast() and the learner read these at call time
         loop_module.bf16_available = causal_module.bf16_available = lambda device: False
     if not config.first_token:
@@ -149,17 +159,30 @@ def _run_one(config: Config, steps: int, threads: int) -> dict[str, Any]:
     items = [it for it in learner.make_items(examples) if learner.tokens(it) == length]
     plan = Plan(n_epochs=1, batch_size=batch, learning_rate=1e-4, seed=0, tokens_per_forward=1 << 20)
     loop = TrainLoop(learner, items, [], plan, RecordingSink(), Path("/nonexistent"), lambda *a: None)  # type: ignore[arg-type,return-value]
+    return _Setup(learner, loop, items, batch, length)
+
+
+def _step_times(setup: _Setup, first: int, count: int) -> list[float]:
+    """Seconds of `count` optimizer steps on consecutive batches, starting at batch `first`."""
     times = []
-    for i in range(steps + 2):
-        chunk = items[(i * batch) % len(items) :][:batch]
+    for i in range(first, first + count):
+        chunk = setup.items[(i * setup.batch) % len(setup.items) :][: setup.batch]
         started = time.perf_counter()
-        loop._step(chunk, 0)
-        if i >= 2:  # the first steps pay for lazy initialisation (oneDNN kernels, allocator)
-            times.append(time.perf_counter() - started)
-    step = statistics.median(times)
+        setup.loop._step(chunk, 0)
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def _run_one(config: Config, steps: int, threads: int) -> dict[str, Any]:
+    import localft.training.loop as loop_module
+
+    setup = _prepare(config, steps, threads)
+    _step_times(setup, 0, 2)  # the first steps pay for lazy initialisation (oneDNN kernels, allocator)
+    step = statistics.median(_step_times(setup, 2, steps))
+    batch, length = setup.batch, setup.length
     tokens = batch * length
     return {
-        "name": name,
+        "name": config.name,
         "precision": "bf16 autocast" if loop_module.bf16_available("cpu") else "fp32",
         "batch": f"{batch} x {length}",
         "s_per_step": step,
@@ -167,6 +190,35 @@ def _run_one(config: Config, steps: int, threads: int) -> dict[str, Any]:
         "examples_per_s": batch / step,
         "peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2,
     }
+
+
+SWITCHES = ("kernels", "skip-adapter-casts")
+"""Speed-ups `--alternate` can switch off and on again in one process, on one learner."""
+
+
+def _alternate(base: str, switch: str, steps: int, threads: int, rounds: int) -> dict[str, Any]:
+    """Tokens/s of the engine's default and of the default with `switch` off, alternating on one learner (the
+    fairest A/B on a noisy machine: same process, same memory, interleaved in time)."""
+    setup = _prepare(Config(base, base), steps, threads)
+    model = setup.learner.model
+    if switch == "kernels":
+        kernels_on = kernels_switch(model)
+        set_default = kernels_on
+    else:
+        lora_layers = [m for m in model.modules() if hasattr(m, "cast_input_dtype_enabled")]
+
+        def set_default(on: bool) -> None:  # on = the engine's default: the casts skipped
+            for module in lora_layers:
+                module.cast_input_dtype_enabled = not on
+
+    _step_times(setup, 0, 2)
+    rates: dict[bool, list[float]] = {True: [], False: []}
+    for r in range(rounds):
+        for on in (True, False) if r % 2 == 0 else (False, True):
+            set_default(on)
+            step = statistics.median(_step_times(setup, 2 + r * steps, steps))
+            rates[on].append(setup.batch * setup.length / step)
+    return {"model": base, "default": rates[True], "off": rates[False]}
 
 
 def _full_logits_loss(learner: Any) -> Any:
@@ -246,7 +298,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch threads (2, as on the target machine)")
     parser.add_argument("--lengths", action="store_true", help="only the token-length table of the shared datasets")
     parser.add_argument("--rounds", type=int, default=1, help="run the configurations this many times, alternating")
+    parser.add_argument(
+        "--alternate", choices=SWITCHES, help="only an in-process A/B of one speed-up (the LLMs; --rounds, default 6)"
+    )
     args = parser.parse_args([] if argv is None else argv)  # `python -m benchmarks NAME` keeps its own argv
+    context = multiprocessing.get_context("spawn")
+    if args.alternate:
+        models = args.only or ["smollm2-135m-instruct", "gemma-3-270m"]
+        rounds = args.rounds if args.rounds > 1 else 6
+        print(f"| model | default tokens/s | {args.alternate} off tokens/s | median ratio |\n|---|---|---|---|")
+        for base in models:
+            with context.Pool(1) as pool:
+                r = pool.apply(_alternate, (base, args.alternate, args.steps, args.threads, rounds))
+            ratio = statistics.median(d / o for d, o in zip(r["default"], r["off"], strict=True))
+            cells = [", ".join(f"{x:.0f}" for x in r[k]) for k in ("default", "off")]
+            print(f"| {base} | {cells[0]} | {cells[1]} | {ratio:.3f} |", flush=True)
+        return
     lengths()
     if args.lengths:
         return
@@ -254,7 +321,6 @@ def main(argv: list[str] | None = None) -> None:
 
     native_bf16 = bf16_available("cpu")
     configs = [c for c in CONFIGS if (not args.only or c.name in args.only) and (native_bf16 or c.bf16)]
-    context = multiprocessing.get_context("spawn")
     with context.Pool(1) as pool:
         print(f"\n{pool.apply(gemm_ceiling, (args.threads,))}; native bf16: {native_bf16}\n", flush=True)
     print("| configuration | precision | batch (examples x tokens) | s/step | tokens/s | examples/s | peak RSS GB |")
