@@ -1,14 +1,14 @@
 """Concurrent requests batched by flat combining: whoever holds the compute lock runs everyone's pending work.
 
-A request queues its job and waits for the lock. The thread that gets it drains the queue and runs all pending jobs
-as one batch, so requests that arrive while a batch is running ride together in the next one. No background thread
-is needed.
+A request queues its job and waits. One waiting thread at a time leads: it takes the lock, drains the queue and runs
+all pending jobs as one batch, so requests that arrive while a batch is running ride together in the next one. No
+background thread collects the jobs (the engine hands the batch itself to its compute thread).
 
-Before draining, the thread that got the lock waits briefly for requests that are still being prepared (rendered
-and tokenized in their own threads; see `preparing`). Without that wait, the first request to finish preparing ran
-alone while the others were still on their way: batches alternated between 1 and 15 requests, and the batch of 15
-then ran beside the threads preparing the next ones, which on two cores slowed it by up to 1.9x (BENCHMARKS.md).
-A lone request has nothing to wait for and runs at once.
+Before draining, the leader waits briefly for requests that are being served but not queued: still rendering and
+tokenizing, or reading the result of their previous job (see `serving`). Without that wait, the first request to
+finish its preparation ran alone while the others were on their way, and batches of 16 concurrent SmolLM2 requests
+alternated between 1 and 15 requests; with it they hold all 16 (BENCHMARKS.md). A lone request has nothing to wait
+for and runs at once.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ Job = TypeVar("Job")
 Result = TypeVar("Result")
 
 GATHER_SECONDS = 0.05
-"""How long a batch waits at most for requests still being prepared (a request prepares in a few milliseconds;
-the bound only matters when one is slow, e.g. loading its tokenizer)."""
+"""How long a batch waits at most for requests still being served (one prepares in a few milliseconds; the bound
+only matters when one is slow, e.g. loading its tokenizer)."""
 
 
 class _Pending(Generic[Job, Result]):

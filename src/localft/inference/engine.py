@@ -17,8 +17,9 @@ biasing a label would make it invalid. `logprobs` of a scored answer hold the wh
 label when it was decided) but no `logprobs`. Label probabilities are exact for the weights as held: bf16 where the
 device has it, int8 linear layers where the precision policy says so (precision.py).
 
-Thread-safe: requests from many threads share one compute lock, and label scoring of concurrent requests is batched
-(see batching.py). Weights live in a memory-bounded LRU cache shared by all requests (see models.py).
+Thread-safe: requests from many threads share one compute lock, label scoring of concurrent requests is batched
+(batching.py), and every forward pass runs on one compute thread whichever request asked for it (compute_thread.py
+says why). Weights live in a memory-bounded LRU cache shared by all requests (models.py).
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ from localft.settings import Int8Policy
 JobKind = Literal["causal", "encoder", "embed"]
 MAX_PREFIXES = 32
 """Cached KV states of shared prompt prefixes (a system prompt is a few MB of KV at most)."""
+MAX_SEEN_ARTIFACTS = 1024
+"""Model ids remembered as already described (they are few, but a caller could mint many)."""
 
 
 @dataclass(frozen=True)
@@ -120,7 +123,7 @@ class InferenceEngine:
             info = self._infos.get(key)
             if info is None:
                 info = self._infos[key] = describe(artifact, self.cache_dir)
-            if len(self._seen) >= MAX_PREFIXES * 32:  # bounded: ids are few, but a caller may mint many
+            if len(self._seen) >= MAX_SEEN_ARTIFACTS:
                 self._seen.clear()
             self._seen[artifact] = info
         return info
