@@ -94,13 +94,13 @@ def _bare_forward(engine: object, base: str, texts: list[str]) -> Callable[[str]
     from localft.inference.types import ModelArtifact
 
     info = engine.describe(ModelArtifact(base, base))  # type: ignore[attr-defined]
-    model, _ = engine.compute.run(engine._weights.causal, info)  # type: ignore[attr-defined]
+    weights = engine._weights  # type: ignore[attr-defined]
 
     def forward(text: str) -> object:
         messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": text}]
         prompt = render_prompt(info.tokenizer, messages, info.template)
         ids = info.tokenize(prompt.text, add_special_tokens=False, return_tensors="pt")["input_ids"]
-        with torch.inference_mode():
+        with torch.inference_mode(), weights.running(info) as model:  # the base: loaded adapters switched off
             return model(input_ids=ids, logits_to_keep=1)
 
     return lambda text: engine.compute.run(forward, text)  # type: ignore[attr-defined]  # where the engine runs
@@ -120,25 +120,34 @@ def grouping_switch() -> Callable[[bool], None]:
     return switch
 
 
-ARMS = ("default", "no grouping", "no gathering", "no compute thread")
+ARMS = ("default", "no grouping", "no gathering", "no compute thread", "no merging")
 """Engine settings a run can compare (`--arms`): the defaults, or one mechanism switched off."""
 
 
-def arm_switch(engine: object) -> Callable[[str], None]:
+def arm_switch(engine: object, checkpoint: Path) -> Callable[[str], None]:
     """Puts `engine` into one of `ARMS`:
     - "no grouping": each batch of concurrent requests runs as one padded pass (`grouping_switch`);
     - "no gathering": a batch starts as soon as its leader gets the lock, without waiting for requests still being
       prepared (`localft.inference.batching`);
     - "no compute thread": the request thread that leads a batch runs it itself
-      (`localft.inference.compute_thread`)."""
+      (`localft.inference.compute_thread`);
+    - "no merging": a LoRA fine-tune runs through its adapter layers instead of merged weights
+      (`localft.inference.models`); switching reloads the checkpoint."""
+    from localft.inference import models
+
     set_grouping = grouping_switch()
     scorer, compute = engine.scorer, engine.compute  # type: ignore[attr-defined]
-    gather, run = scorer._gather_seconds, compute.run
+    gather, run, merge = scorer._gather_seconds, compute.run, models._merged_weights
+    merging = [True]
 
     def switch(arm: str) -> None:
         set_grouping(arm != "no grouping")
         scorer._gather_seconds = 0.0 if arm == "no gathering" else gather
         compute.run = (lambda fn, *args: fn(*args)) if arm == "no compute thread" else run
+        if merging[0] != (arm != "no merging"):
+            merging[0] = arm != "no merging"
+            models._merged_weights = merge if merging[0] else (lambda model, adapter: [])
+            engine.evict(checkpoint)  # type: ignore[attr-defined]  # the next request loads it the other way
 
     return switch
 
@@ -203,7 +212,7 @@ def main(argv: list[str] | None = None) -> None:
                     messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": text}]
                     return engine.chat(artifact, ChatRequest(messages, temperature=0, logprobs=True, top_logprobs=2))
 
-                set_arm = arm_switch(engine)
+                set_arm = arm_switch(engine, checkpoint)
                 for arm in args.arms:
                     set_arm(arm)
                     p50, cpu = in_passing_thread(_latency, call, texts[: args.requests])

@@ -48,7 +48,7 @@ from localft.inference import choices as ch
 from localft.inference.batching import Combiner
 from localft.inference.compute_thread import ComputeThread
 from localft.inference.generate import generate
-from localft.inference.models import DEFAULT_MAX_MEMORY_BYTES, ModelInfo, WeightCache, active_adapter, describe
+from localft.inference.models import DEFAULT_MAX_MEMORY_BYTES, ModelInfo, WeightCache, describe
 from localft.inference.prompt import continuation, shared_prefix_text
 from localft.inference.types import ChatChoice, ChatRequest, ChatResult, ModelArtifact
 from localft.settings import Int8Policy
@@ -270,8 +270,7 @@ class InferenceEngine:
 
     def _generate_chat(self, info: ModelInfo, request: ChatRequest, prompt: Prompt) -> ChatResult:
         def run() -> tuple[list[Any], int]:
-            model, adapter = self._weights.causal(info)
-            with active_adapter(model, adapter):
+            with self._weights.running(info) as model:
                 return generate(model, info.tokenizer, info.tokenize, prompt, request, info.terminator, self.device)
 
         with self._lock:
@@ -308,7 +307,6 @@ class InferenceEngine:
 
     def _run_group(self, info: ModelInfo, kind: JobKind, jobs: list[_Job]) -> list[Any]:
         if kind == "causal":
-            model, adapter = self._weights.causal(info)
             pad = info.tokenizer.pad_token_id
             pad = pad if pad is not None else (info.tokenizer.eos_token_id or 0)
             rows = [job.row for job in jobs if job.row is not None]
@@ -316,7 +314,7 @@ class InferenceEngine:
             for i, row in enumerate(rows):
                 by_prefix.setdefault(tuple(row.prompt_ids[: row.shared_prefix]), []).append(i)
             scores: list[Any] = [None] * len(rows)
-            with active_adapter(model, adapter):
+            with self._weights.running(info) as model:
                 for prefix_ids, members in by_prefix.items():
                     prefix = (len(prefix_ids), self._prefix_kv(info, model, prefix_ids)) if prefix_ids else None
                     out = score_rows(model, [rows[i] for i in members], pad, self.device, prefix)

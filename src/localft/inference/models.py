@@ -1,8 +1,12 @@
 """Loaded models: what a model id needs to answer (`ModelInfo`) and the weights, kept in a memory-bounded LRU cache.
 
 Fine-tuned LoRA adapters of one base share that base's weights: the first adapter wraps the base in a peft model,
-later ones are added to it with `load_adapter` and chosen per batch with `set_adapter`; base-model requests run with
-the adapters disabled. Encoders are whole models and cached on their own. Tokenizers and checkpoint descriptions
+later ones are added to it with `load_adapter`; base-model requests run with the adapters disabled. Each adapter
+also keeps merged copies of the weights it adapts (W + scale * B @ A, a few dozen MB for a built-in model, counted
+in the memory bound): a batch swaps them in and runs the plain base layers, because the adapter's own small
+multiplies, casts and additions took about a tenth of a SmolLM2 scoring pass (BENCHMARKS.md). Adapters that cannot
+be merged (int8 base layers, LoRA variants) are chosen with `set_adapter` instead. Encoders are whole models and
+cached on their own. Tokenizers and checkpoint descriptions
 are small and kept apart from the weights, so a request can be prepared while weights are loaded or evicted.
 """
 
@@ -119,7 +123,9 @@ class _Entry:
     model: Any
     nbytes: int
     adapters: dict[str, int] = field(default_factory=dict)
-    """For a causal base: checkpoint key -> bytes of each adapter loaded into it."""
+    """For a causal base: checkpoint key -> bytes of each adapter loaded into it (merged copies included)."""
+    merged: dict[str, list[tuple[Any, Any]]] = field(default_factory=dict)
+    """Checkpoint key -> (base linear layer, its weight with the adapter merged in) for each layer it adapts."""
 
 
 class WeightCache:
@@ -154,6 +160,27 @@ class WeightCache:
             self._load_adapter(entry, info, base_key)
         return entry.model, _adapter_name(info.key)
 
+    @contextlib.contextmanager
+    def running(self, info: ModelInfo) -> Iterator[Any]:
+        """The causal model ready to answer as `info`'s model: base weights, or the fine-tune's adapter merged in
+        (restored afterwards) or active."""
+        model, adapter = self.causal(info)
+        entry = self._entries[self._adapter_owner.get(info.key, str(info.base_dir.resolve()))]
+        merged = entry.merged.get(info.key)
+        if merged is None:
+            with active_adapter(model, adapter):
+                yield model
+            return
+        originals = [layer.weight.data for layer, _ in merged]
+        with model.disable_adapter():
+            try:
+                for layer, weight in merged:
+                    layer.weight.data = weight
+                yield model
+            finally:
+                for (layer, _), original in zip(merged, originals, strict=True):
+                    layer.weight.data = original
+
     def encoder(self, info: ModelInfo) -> Any:
         entry = self._get(info.key)
         if entry is None:
@@ -175,6 +202,7 @@ class WeightCache:
             entry = self._entries.get(owner)
             if entry is not None and key in entry.adapters:
                 del entry.adapters[key]
+                entry.merged.pop(key, None)
                 if entry.adapters:
                     entry.model.delete_adapter(_adapter_name(key))
                 else:  # the last adapter: unwrap so base requests run without peft layers
@@ -243,8 +271,34 @@ class WeightCache:
         else:
             entry.model = PeftModel.from_pretrained(entry.model, str(adapter_dir), adapter_name=name)
         entry.model.eval()
+        merged = _merged_weights(entry.model, name)
+        if merged:
+            entry.merged[info.key] = merged
+            nbytes += sum(weight.numel() * weight.element_size() for _, weight in merged)
         entry.adapters[info.key] = nbytes
         self._adapter_owner[info.key] = base_key
+
+
+def _merged_weights(model: Any, adapter: str) -> list[tuple[Any, Any]]:
+    """(base linear layer, weight + adapter delta in the weight's dtype) for every layer `adapter` adapts; empty when
+    one of them cannot be merged into a plain float weight."""
+    import torch
+    from peft.tuners.lora import Linear as LoraLinear
+    from peft.tuners.lora import LoraLayer
+
+    merged = []
+    for module in model.modules():
+        if not isinstance(module, LoraLayer) or adapter not in module.lora_A:
+            continue
+        if not isinstance(module, LoraLinear) or adapter in module.lora_variant:
+            return []  # an adapted embedding or convolution, or a LoRA variant (DoRA, ...)
+        base = module.get_base_layer()
+        if type(base) is not torch.nn.Linear or precision.runs_in_int8(base):
+            return []
+        with torch.no_grad():
+            delta = module.get_delta_weight(adapter).float()
+            merged.append((base, (base.weight.float() + delta).to(base.weight.dtype)))
+    return merged
 
 
 def _adapter_name(key: str) -> str:

@@ -92,6 +92,11 @@ def _run_in_int8(layer: Any, int8_class: Any, qconfig: Any) -> None:
     layer.weight = nn.Parameter(placeholder.expand(layer.out_features, layer.in_features), requires_grad=False)
 
 
+def runs_in_int8(layer: Any) -> bool:
+    """Whether `quantize_linears` converted this layer (its `weight` is then a placeholder)."""
+    return hasattr(layer, "int8_bytes")
+
+
 def held_bytes(model: Any) -> int:
     """Memory the model's weights really take: each storage once (tied weights, placeholders) plus int8 layers."""
     seen: set[int] = set()

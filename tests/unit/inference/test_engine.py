@@ -201,6 +201,26 @@ def test_adapters_share_one_base_and_base_requests_ignore_them(
     assert again == pytest.approx(one, abs=1e-6)
 
 
+def test_merged_adapter_weights_answer_like_the_adapter_layers(
+    tmp_path: Path, tiny_causal_lm: Path, lora_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from localft.inference import models
+
+    def answers(engine: InferenceEngine) -> list[dict[str, float] | None]:
+        artifact = ft(tiny_causal_lm, lora_checkpoint)
+        return [engine.chat(artifact, ask(text, temperature=0)).choices[0].label_probs for text in TEXTS]
+
+    merged_engine = InferenceEngine(tmp_path / "merged", device="cpu")
+    merged = answers(merged_engine)
+    monkeypatch.setattr(models, "_merged_weights", lambda model, adapter: [])  # the adapter's own layers instead
+    layers_engine = InferenceEngine(tmp_path / "layers", device="cpu")
+    layers = answers(layers_engine)
+    for a, b in zip(merged, layers, strict=True):
+        assert a == pytest.approx(b, abs=1e-3)  # the same model, rounded to the held dtype in another order
+    # The merged copies (q and v of both layers) are held, and counted against the memory bound.
+    assert merged_engine.memory_bytes > layers_engine.memory_bytes
+
+
 def test_memory_bound_evicts_least_recently_used(
     tmp_path: Path, tiny_causal_lm: Path, tiny_encoder: Path, encoder_checkpoint: Path
 ) -> None:
