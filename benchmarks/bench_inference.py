@@ -124,7 +124,7 @@ ARMS = ("default", "no grouping", "no gathering", "no compute thread", "no mergi
 """Engine settings a run can compare (`--arms`): the defaults, or one mechanism switched off."""
 
 
-def arm_switch(engine: object, checkpoint: Path) -> Callable[[str], None]:
+def arm_switch(engine: object, checkpoint: Path | None) -> Callable[[str], None]:
     """Puts `engine` into one of `ARMS`:
     - "no grouping": each batch of concurrent requests runs as one padded pass (`grouping_switch`);
     - "no gathering": a batch starts as soon as its leader gets the lock, without waiting for requests still being
@@ -132,7 +132,7 @@ def arm_switch(engine: object, checkpoint: Path) -> Callable[[str], None]:
     - "no compute thread": the request thread that leads a batch runs it itself
       (`localft.inference.compute_thread`);
     - "no merging": a LoRA fine-tune runs through its adapter layers instead of merged weights
-      (`localft.inference.models`); switching reloads the checkpoint."""
+      (`localft.inference.models`); switching reloads `checkpoint` (None: a model without adapters)."""
     from localft.inference import models
 
     set_grouping = grouping_switch()
@@ -144,7 +144,7 @@ def arm_switch(engine: object, checkpoint: Path) -> Callable[[str], None]:
         set_grouping(arm != "no grouping")
         scorer._gather_seconds = 0.0 if arm == "no gathering" else gather
         compute.run = (lambda fn, *args: fn(*args)) if arm == "no compute thread" else run
-        if merging[0] != (arm != "no merging"):
+        if checkpoint is not None and merging[0] != (arm != "no merging"):
             merging[0] = arm != "no merging"
             models._merged_weights = merge if merging[0] else (lambda model, adapter: [])
             engine.evict(checkpoint)  # type: ignore[attr-defined]  # the next request loads it the other way
@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> None:
                     messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": text}]
                     return engine.chat(artifact, ChatRequest(messages, temperature=0, logprobs=True, top_logprobs=2))
 
-                set_arm = arm_switch(engine, checkpoint)
+                set_arm = arm_switch(engine, checkpoint if family == "causal_lm" else None)
                 for arm in args.arms:
                     set_arm(arm)
                     p50, cpu = in_passing_thread(_latency, call, texts[: args.requests])
@@ -224,6 +224,7 @@ def main(argv: list[str] | None = None) -> None:
                     label = name if args.arms == ["default"] else f"{name}, {arm}"
                     rows.append((label, weights, *cells))
                 set_arm("default")
+                call(texts[0])  # loaded as the defaults load it, for the memory figure
                 held[f"{name} ({weights})"] = engine.memory_bytes / 2**20
                 if family == "causal_lm" and not int8:
                     bare, bare_cpu = in_passing_thread(
