@@ -6,8 +6,8 @@ also keeps merged copies of the weights it adapts (W + scale * B @ A, a few doze
 in the memory bound): a batch swaps them in and runs the plain base layers, because the adapter's own small
 multiplies, casts and additions took about a tenth of a SmolLM2 scoring pass (BENCHMARKS.md). Adapters that cannot
 be merged (int8 base layers, LoRA variants) are chosen with `set_adapter` instead. Encoders are whole models and
-cached on their own. Tokenizers and checkpoint descriptions
-are small and kept apart from the weights, so a request can be prepared while weights are loaded or evicted.
+cached on their own. Tokenizers and checkpoint descriptions are small and kept apart from the weights, so a request
+can be prepared while weights are loaded or evicted.
 """
 
 from __future__ import annotations
@@ -273,8 +273,10 @@ class WeightCache:
         entry.model.eval()
         merged = _merged_weights(entry.model, name)
         if merged:
+            merged_bytes = sum(weight.numel() * weight.element_size() for _, weight in merged)
+            self._make_room(merged_bytes, keep=base_key)
             entry.merged[info.key] = merged
-            nbytes += sum(weight.numel() * weight.element_size() for _, weight in merged)
+            nbytes += merged_bytes
         entry.adapters[info.key] = nbytes
         self._adapter_owner[info.key] = base_key
 
