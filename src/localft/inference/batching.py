@@ -128,10 +128,13 @@ class Combiner(Generic[Job, Result]):
                 self._changed.wait(left)
 
     def _run(self, batch: list[_Pending[Job, Result]]) -> None:
+        interrupted: BaseException | None = None
         try:
             results = self._run_batch([p.job for p in batch])
         except Exception as exc:  # a failure of the whole batch belongs to every job in it
             results = [exc] * len(batch)
+        except BaseException as exc:  # KeyboardInterrupt, SystemExit: the jobs end too, or their threads wait forever
+            results, interrupted = [exc] * len(batch), exc
         self.batches_run += 1
         for pending, result in zip(batch, results, strict=True):
             if isinstance(result, BaseException):
@@ -139,3 +142,5 @@ class Combiner(Generic[Job, Result]):
             else:
                 pending.result = result
             pending.done = True
+        if interrupted is not None:
+            raise interrupted

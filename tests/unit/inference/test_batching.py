@@ -103,3 +103,27 @@ def test_a_failed_batch_fails_every_job_in_it_and_the_next_batch_runs() -> None:
     with pytest.raises(ValueError):
         combiner.submit(3)
     assert combiner.submit(6) == 12
+
+
+def test_an_interrupted_batch_ends_every_job_in_it() -> None:
+    def interrupted(jobs: Sequence[int]) -> list[int | BaseException]:
+        if jobs:
+            raise SystemExit("shutting down")
+        return []
+
+    combiner: Combiner[int, int] = Combiner(interrupted, threading.RLock(), gather_seconds=30)
+    gate, errors = threading.Barrier(2), []
+
+    def request(job: int) -> None:
+        with combiner.serving():
+            gate.wait()
+            try:
+                combiner.submit(job)
+            except SystemExit as exc:
+                errors.append(exc)
+
+    threads = [in_thread(request, j) for j in (1, 2)]
+    for t in threads:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads), "a job of the interrupted batch was left waiting"
+    assert len(errors) == 2
