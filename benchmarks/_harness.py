@@ -103,6 +103,18 @@ def kernels_switch(model: Any) -> Callable[[bool], None]:
     return switch
 
 
+def skip_casts_switch(model: Any) -> Callable[[bool], None]:
+    """Switches `lora_causal.skip_adapter_input_casts` on (the engine's default) and off for a LoRA model: off, peft
+    casts each adapter layer's input to fp32 again. The A/B rows of bench_training use it."""
+    layers = [m for m in model.modules() if hasattr(m, "cast_input_dtype_enabled")]
+
+    def switch(on: bool) -> None:
+        for layer in layers:
+            layer.cast_input_dtype_enabled = not on
+
+    return switch
+
+
 def write_chat_jsonl(path: Path, rows: Sequence[tuple[str, str]], system: str | None) -> Path:
     """Chat fine-tuning lines: optional system prompt, the text as the user, the answer as the assistant."""
     path.parent.mkdir(parents=True, exist_ok=True)

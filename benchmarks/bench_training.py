@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from benchmarks._harness import RecordingSink, kernels_switch
+from benchmarks._harness import RecordingSink, kernels_switch, skip_casts_switch
 
 REPO = Path(__file__).resolve().parent.parent
 TWEETS = REPO.parent / "shared" / "datasets" / "twitter_airline_sentiment" / "Tweets.csv"
@@ -131,8 +131,6 @@ def _prepare(config: Config, steps: int, threads: int) -> _Setup:
         loop_module.bf16_available = causal_module.bf16_available = lambda device: False
     if not config.first_token:
         encoder_module.first_token_only = lambda model: False
-    if config.adapter_casts:
-        causal_module.skip_adapter_input_casts = lambda model: None
     model_dir = local_model_dir(base, CACHE)
     family = model_family(base, model_dir)
     tokenizer = _load_tokenizer(model_dir)
@@ -156,6 +154,8 @@ def _prepare(config: Config, steps: int, threads: int) -> _Setup:
         learner = EncoderLearner(model_dir, tokenizer, task, "cpu", max_length=length)
     if not config.kernels:
         kernels_switch(learner.model)(False)
+    if config.adapter_casts:
+        skip_casts_switch(learner.model)(False)
     items = [it for it in learner.make_items(examples) if learner.tokens(it) == length]
     plan = Plan(n_epochs=1, batch_size=batch, learning_rate=1e-4, seed=0, tokens_per_forward=1 << 20)
     loop = TrainLoop(learner, items, [], plan, RecordingSink(), Path("/nonexistent"), lambda *a: None)  # type: ignore[arg-type,return-value]
@@ -192,7 +192,7 @@ def _run_one(config: Config, steps: int, threads: int) -> dict[str, Any]:
     }
 
 
-SWITCHES = ("kernels", "skip-adapter-casts")
+SWITCHES = {"kernels": kernels_switch, "skip-adapter-casts": skip_casts_switch}
 """Speed-ups `--alternate` can switch off and on again in one process, on one learner."""
 
 
@@ -200,17 +200,7 @@ def _alternate(base: str, switch: str, steps: int, threads: int, rounds: int) ->
     """Tokens/s of the engine's default and of the default with `switch` off, alternating on one learner (the
     fairest A/B on a noisy machine: same process, same memory, interleaved in time)."""
     setup = _prepare(Config(base, base), steps, threads)
-    model = setup.learner.model
-    if switch == "kernels":
-        kernels_on = kernels_switch(model)
-        set_default = kernels_on
-    else:
-        lora_layers = [m for m in model.modules() if hasattr(m, "cast_input_dtype_enabled")]
-
-        def set_default(on: bool) -> None:  # on = the engine's default: the casts skipped
-            for module in lora_layers:
-                module.cast_input_dtype_enabled = not on
-
+    set_default = SWITCHES[switch](setup.learner.model)  # on = the engine's default
     _step_times(setup, 0, 2)
     rates: dict[bool, list[float]] = {True: [], False: []}
     for r in range(rounds):
@@ -299,7 +289,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lengths", action="store_true", help="only the token-length table of the shared datasets")
     parser.add_argument("--rounds", type=int, default=1, help="run the configurations this many times, alternating")
     parser.add_argument(
-        "--alternate", choices=SWITCHES, help="only an in-process A/B of one speed-up (the LLMs; --rounds, default 6)"
+        "--alternate",
+        choices=list(SWITCHES),
+        help="only an in-process A/B of one speed-up (the LLMs; --rounds, default 6)",
     )
     args = parser.parse_args([] if argv is None else argv)  # `python -m benchmarks NAME` keeps its own argv
     context = multiprocessing.get_context("spawn")

@@ -56,7 +56,7 @@ class Combiner(Generic[Job, Result]):
         self._changed = threading.Condition(threading.Lock())  # guards the queue and the two fields below
         self._outside = 0  # requests being served that are neither queued nor in a batch
         self._leading = False  # a thread is gathering or running a batch
-        self._thread = threading.local()
+        self._local = threading.local()  # per thread: whether it is inside `serving`
         self.batches_run = 0
         """How many batches ran (tests and benchmarks read it to see batching happen)."""
 
@@ -65,21 +65,21 @@ class Combiner(Generic[Job, Result]):
         """Marks the calling thread as serving a request that submits jobs. While such a thread is neither queued
         nor waiting for its batch (it is rendering, tokenizing, or reading its last result), it is probably about
         to submit, and a batch about to run waits for it, up to `gather_seconds`."""
-        if getattr(self._thread, "serving", False):  # already marked by an outer block
+        if getattr(self._local, "serving", False):  # already marked by an outer block
             yield
             return
-        self._thread.serving = True
+        self._local.serving = True
         self._set_outside(+1)
         try:
             yield
         finally:
             self._set_outside(-1)
-            self._thread.serving = False
+            self._local.serving = False
 
     def submit(self, job: Job) -> Result:
         """Run `job` (possibly batched with others) and return its result or raise its error."""
         pending: _Pending[Job, Result] = _Pending(job)
-        serving = getattr(self._thread, "serving", False)
+        serving = getattr(self._local, "serving", False)
         with self._changed:
             self._queue.append(pending)
             self._outside -= serving

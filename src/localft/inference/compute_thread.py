@@ -4,11 +4,12 @@ PyTorch's CPU kernels run on OpenMP, and OpenMP (libgomp) gives every thread tha
 of helper threads, kept until that thread ends. Once a process holds more OpenMP threads than there are cores, even
 idle ones, libgomp stops letting helpers spin between parallel regions, and each of the thousands of small regions
 in a forward pass then waits for a helper to wake up. Measured on two cores: a batch of 16 SmolLM2 requests took
-600-620 ms with one team, 800-840 ms while one other, idle, team existed (BENCHMARKS.md). So:
+566-614 ms with one team and 798-862 ms while four other, idle, teams existed (801-1072 ms beside a single one;
+BENCHMARKS.md). So:
 
 - request threads (a server's thread pool) hand their tensor work to this thread and start none themselves;
 - the thread ends after `IDLE_SECONDS` without work, taking its team along, so a training job in the same process
-  (the server's own worker) does not run beside an idle team. The next request starts it again (a millisecond).
+  (the server's own worker) does not run beside an idle team. The next request starts it again.
 """
 
 from __future__ import annotations

@@ -150,25 +150,17 @@ class WeightCache:
         """Bases, encoders and adapters in memory, least recently used first."""
         return [k for key, entry in self._entries.items() for k in (key, *entry.adapters)]
 
-    def causal(self, info: ModelInfo) -> tuple[Any, str | None]:
-        """The (possibly peft-wrapped) base model for `info` and the adapter to activate (None: base weights)."""
-        base_key = str(info.base_dir.resolve())
-        entry = self._get(base_key) or self._load_causal_base(info, base_key)
-        if info.checkpoint is None:
-            return entry.model, None
-        if info.key not in entry.adapters:
-            self._load_adapter(entry, info, base_key)
-        return entry.model, _adapter_name(info.key)
-
     @contextlib.contextmanager
     def running(self, info: ModelInfo) -> Iterator[Any]:
-        """The causal model ready to answer as `info`'s model: base weights, or the fine-tune's adapter merged in
-        (restored afterwards) or active."""
-        model, adapter = self.causal(info)
-        entry = self._entries[self._adapter_owner.get(info.key, str(info.base_dir.resolve()))]
-        merged = entry.merged.get(info.key)
+        """The causal model ready to answer as `info`'s model, loaded on first use: the base with its adapters off,
+        or with the fine-tune's merged weights swapped in (restored afterwards), or with its adapter active."""
+        base_key = str(info.base_dir.resolve())
+        entry = self._get(base_key) or self._load_causal_base(info, base_key)
+        if info.checkpoint is not None and info.key not in entry.adapters:
+            self._load_adapter(entry, info, base_key)
+        model, merged = entry.model, entry.merged.get(info.key)
         if merged is None:
-            with active_adapter(model, adapter):
+            with _active_adapter(model, None if info.checkpoint is None else _adapter_name(info.key)):
                 yield model
             return
         originals = [layer.weight.data for layer, _ in merged]
@@ -309,7 +301,7 @@ def _adapter_name(key: str) -> str:
 
 
 @contextlib.contextmanager
-def active_adapter(model: Any, adapter: str | None) -> Iterator[None]:
+def _active_adapter(model: Any, adapter: str | None) -> Iterator[None]:
     """Run the shared base with one fine-tune's adapter, or with all adapters off for base-model requests."""
     from peft import PeftModel
 

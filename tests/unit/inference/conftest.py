@@ -63,7 +63,9 @@ def encoder_checkpoint(tiny_encoder: Path, tmp_path_factory: pytest.TempPathFact
 def engine(tmp_path: Path) -> InferenceEngine:
     import torch
 
-    torch.set_num_threads(1)  # tiny models: a second thread only adds synchronisation on a busy machine
+    # The test's own tensor work (tiny checkpoints) stays single-threaded, so the main thread keeps no OpenMP team
+    # beside the engine's compute thread (compute_thread.py).
+    torch.set_num_threads(1)
     return InferenceEngine(tmp_path / "cache", device="cpu")
 
 

@@ -25,7 +25,7 @@ class Recorder:
 
 
 def in_thread(fn: object, *args: object) -> threading.Thread:
-    thread = threading.Thread(target=fn, args=args)  # type: ignore[arg-type]
+    thread = threading.Thread(target=fn, args=args, daemon=True)  # type: ignore[arg-type]  # a stuck one must not hang pytest
     thread.start()
     return thread
 
@@ -81,25 +81,31 @@ def test_a_request_reading_its_result_is_waited_for_before_its_next_job() -> Non
     assert runner.batches == [[10], [1, 11]]
 
 
-def test_a_failed_batch_fails_every_job_in_it_and_the_next_batch_runs() -> None:
-    runner = Recorder(fail_on=3)
-    combiner: Combiner[int, int] = Combiner(runner, threading.RLock(), gather_seconds=30)
-    errors: list[BaseException] = []
-    gate = threading.Barrier(3)
+def submit_together(combiner: Combiner[int, int], jobs: Sequence[int]) -> list[BaseException]:
+    """Submit `jobs` from one serving thread each, all at once; the errors they raised (every thread must end)."""
+    gate, errors = threading.Barrier(len(jobs)), []
 
     def request(job: int) -> None:
         with combiner.serving():
             gate.wait()
             try:
                 combiner.submit(job)
-            except ValueError as exc:
+            except BaseException as exc:
                 errors.append(exc)
 
-    threads = [in_thread(request, j) for j in (3, 4, 5)]
+    threads = [in_thread(request, j) for j in jobs]
     for t in threads:
-        t.join()
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads), "a job was left waiting"
+    return errors
+
+
+def test_a_failed_batch_fails_every_job_in_it_and_the_next_batch_runs() -> None:
+    runner = Recorder(fail_on=3)
+    combiner: Combiner[int, int] = Combiner(runner, threading.RLock(), gather_seconds=30)
+    errors = submit_together(combiner, [3, 4, 5])
     assert len(runner.batches) == 1 and sorted(runner.batches[0]) == [3, 4, 5]  # gathered, then failed together
-    assert len(errors) == 3 and all("job 3 is bad" in str(e) for e in errors)
+    assert len(errors) == 3 and all(isinstance(e, ValueError) and "job 3 is bad" in str(e) for e in errors)
     with pytest.raises(ValueError):
         combiner.submit(3)
     assert combiner.submit(6) == 12
@@ -109,21 +115,8 @@ def test_an_interrupted_batch_ends_every_job_in_it() -> None:
     def interrupted(jobs: Sequence[int]) -> list[int | BaseException]:
         if jobs:
             raise SystemExit("shutting down")
-        return []
+        return []  # without the fix, the jobs' other thread kept leading empty batches
 
     combiner: Combiner[int, int] = Combiner(interrupted, threading.RLock(), gather_seconds=30)
-    gate, errors = threading.Barrier(2), []
-
-    def request(job: int) -> None:
-        with combiner.serving():
-            gate.wait()
-            try:
-                combiner.submit(job)
-            except SystemExit as exc:
-                errors.append(exc)
-
-    threads = [in_thread(request, j) for j in (1, 2)]
-    for t in threads:
-        t.join(timeout=60)
-    assert not any(t.is_alive() for t in threads), "a job of the interrupted batch was left waiting"
-    assert len(errors) == 2
+    errors = submit_together(combiner, [1, 2])
+    assert len(errors) == 2 and all(isinstance(e, SystemExit) for e in errors)
