@@ -103,6 +103,20 @@ def kernels_switch(model: Any) -> Callable[[bool], None]:
     return switch
 
 
+def compiled_switch(model: Any) -> Callable[[bool], None]:
+    """Switches `localft.training.compilation` on and off for a model whose layers it wrapped: off, each layer runs
+    its original forward. `bench_training --alternate compiled` uses it."""
+    from localft.training.compilation import repeated_layers
+
+    wrapped = [(layer, layer.forward) for layer in repeated_layers(model)]
+
+    def switch(on: bool) -> None:
+        for layer, passes in wrapped:
+            layer.forward = passes if on else passes.eager
+
+    return switch
+
+
 def skip_casts_switch(model: Any) -> Callable[[bool], None]:
     """Switches `lora_causal.skip_adapter_input_casts` on (the engine's default) and off for a LoRA model: off, peft
     casts each adapter layer's input to fp32 again. The A/B rows of bench_training use it."""

@@ -1,17 +1,20 @@
 """Training speed: LoRA tokens/s on the built-in LLMs, encoder fine-tuning examples/s, peak memory.
 
     .venv/bin/python -m benchmarks.bench_training [--steps 6] [--threads 2] [--only NAME ...] [--rounds N]
-                                                  [--lengths] [--alternate kernels|skip-adapter-casts]
+                                                  [--lengths] [--alternate kernels|skip-adapter-casts|compiled]
 
 Each configuration runs in its own process (so peak RSS is its own) with two threads, on real tweets from
 ../shared/datasets/twitter_airline_sentiment rendered as chat classification examples. LLM rows use batches of 8
 examples truncated to exactly 128 tokens, the encoder rows batches of 32 at 64 tokens. The optimizer steps are the
-engine's own (`localft.training.lora_causal` / `encoder_head` + the shared loop's AdamW); the "full logits",
-"fp32", "SDPA attention", "peft's adapter input casts" and "every position in the last layer" rows switch off one
-of the CPU speed-ups for comparison (`localft.training.kernels`, `lora_causal.skip_adapter_input_casts`,
-`encoder_head.first_token_only`); `--rounds 2` alternates the chosen rows twice, each in its own
-process. `--alternate SWITCH` instead switches one speed-up off and on again on one learner in one process,
-`--rounds` times (default 6): the fairest A/B on a noisy machine. Prints Markdown tables; timings are medians.
+engine's own (`localft.training.lora_causal` / `encoder_head` + the shared loop's AdamW). The "compiled layers" rows
+run the layers through torch.compile, as the engine does for long runs (`localft.training.compilation`); the "first
+2 steps" column shows what compiling costs (inductor's cache is .localft-test-cache/compiled: delete it for a cold
+start). The "full logits", "fp32", "SDPA attention", "peft's adapter input casts" and "every position in the last
+layer" rows switch off one of the CPU speed-ups for comparison (`localft.training.kernels`,
+`lora_causal.skip_adapter_input_casts`, `encoder_head.first_token_only`); `--rounds 2` alternates the chosen rows
+twice, each in its own process. `--alternate SWITCH` instead switches one speed-up off and on again on one learner
+in one process, `--rounds` times (default 6): the fairest A/B on a noisy machine. Prints Markdown tables; timings
+are medians.
 First, a table of example lengths in tokens on the shared datasets (the input for the truncation default).
 """
 
@@ -26,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from benchmarks._harness import RecordingSink, kernels_switch, skip_casts_switch
+from benchmarks._harness import RecordingSink, compiled_switch, kernels_switch, skip_casts_switch
 
 REPO = Path(__file__).resolve().parent.parent
 TWEETS = REPO.parent / "shared" / "datasets" / "twitter_airline_sentiment" / "Tweets.csv"
@@ -48,18 +51,23 @@ class Config(NamedTuple):
     """Encoders: the last layer computed at the first token only (`encoder_head.first_token_only`)."""
     adapter_casts: bool = False
     """LLMs: peft's cast of each LoRA layer's input to fp32 left on (`lora_causal.skip_adapter_input_casts`)."""
+    compiled: bool = False
+    """The layers compiled (`localft.training.compilation`), as `auto` does for long runs."""
 
 
 CONFIGS: list[Config] = [
+    Config("smollm2-135m-instruct, compiled layers", "smollm2-135m-instruct", compiled=True),
     Config("smollm2-135m-instruct", "smollm2-135m-instruct"),
     Config("smollm2-135m-instruct, SDPA attention", "smollm2-135m-instruct", kernels=False),
     Config("smollm2-135m-instruct, peft's adapter input casts", "smollm2-135m-instruct", adapter_casts=True),
     Config("smollm2-135m-instruct, full logits", "smollm2-135m-instruct", sliced=False),
     Config("smollm2-135m-instruct, fp32", "smollm2-135m-instruct", bf16=False),
     Config("smollm2-135m-instruct, fp32 + full logits", "smollm2-135m-instruct", bf16=False, sliced=False),
+    Config("gemma-3-270m, compiled layers", "gemma-3-270m", compiled=True),
     Config("gemma-3-270m", "gemma-3-270m"),
     Config("gemma-3-270m, SDPA attention", "gemma-3-270m", kernels=False),
     Config("gemma-3-270m, peft's adapter input casts", "gemma-3-270m", adapter_casts=True),
+    Config("minilm-l6, compiled layers", "minilm-l6", compiled=True),
     Config("minilm-l6", "minilm-l6"),
     Config("minilm-l6, SDPA attention + torch dropout", "minilm-l6", kernels=False),
     Config("minilm-l6, every position in the last layer", "minilm-l6", first_token=False),
@@ -156,6 +164,10 @@ def _prepare(config: Config, steps: int, threads: int) -> _Setup:
         kernels_switch(learner.model)(False)
     if config.adapter_casts:
         skip_casts_switch(learner.model)(False)
+    if config.compiled:
+        from localft.training.compilation import compile_layers
+
+        assert compile_layers(learner.model, CACHE / "compiled"), "torch.compile does not work here"
     items = [it for it in learner.make_items(examples) if learner.tokens(it) == length]
     plan = Plan(n_epochs=1, batch_size=batch, learning_rate=1e-4, seed=0, tokens_per_forward=1 << 20)
     loop = TrainLoop(learner, items, [], plan, RecordingSink(), Path("/nonexistent"), lambda *a: None)  # type: ignore[arg-type,return-value]
@@ -177,7 +189,7 @@ def _run_one(config: Config, steps: int, threads: int) -> dict[str, Any]:
     import localft.training.loop as loop_module
 
     setup = _prepare(config, steps, threads)
-    _step_times(setup, 0, 2)  # the first steps pay for lazy initialisation (oneDNN kernels, allocator)
+    warmup = sum(_step_times(setup, 0, 2))  # lazy initialisation (oneDNN kernels, allocator) and compiling
     step = statistics.median(_step_times(setup, 2, steps))
     batch, length = setup.batch, setup.length
     tokens = batch * length
@@ -189,18 +201,19 @@ def _run_one(config: Config, steps: int, threads: int) -> dict[str, Any]:
         "tokens_per_s": tokens / step,
         "examples_per_s": batch / step,
         "peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2,
+        "warmup_s": warmup,
     }
 
 
-SWITCHES = {"kernels": kernels_switch, "skip-adapter-casts": skip_casts_switch}
+SWITCHES = {"kernels": kernels_switch, "skip-adapter-casts": skip_casts_switch, "compiled": compiled_switch}
 """Speed-ups `--alternate` can switch off and on again in one process, on one learner."""
 
 
 def _alternate(base: str, switch: str, steps: int, threads: int, rounds: int) -> dict[str, Any]:
     """Tokens/s of the engine's default and of the default with `switch` off, alternating on one learner (the
     fairest A/B on a noisy machine: same process, same memory, interleaved in time)."""
-    setup = _prepare(Config(base, base), steps, threads)
-    set_default = SWITCHES[switch](setup.learner.model)  # on = the engine's default
+    setup = _prepare(Config(base, base, compiled=switch == "compiled"), steps, threads)
+    set_default = SWITCHES[switch](setup.learner.model)  # on = the engine's default (for long runs, if compiled)
     _step_times(setup, 0, 2)
     rates: dict[bool, list[float]] = {True: [], False: []}
     for r in range(rounds):
@@ -315,14 +328,17 @@ def main(argv: list[str] | None = None) -> None:
     configs = [c for c in CONFIGS if (not args.only or c.name in args.only) and (native_bf16 or c.bf16)]
     with context.Pool(1) as pool:
         print(f"\n{pool.apply(gemm_ceiling, (args.threads,))}; native bf16: {native_bf16}\n", flush=True)
-    print("| configuration | precision | batch (examples x tokens) | s/step | tokens/s | examples/s | peak RSS GB |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| configuration | precision | batch (examples x tokens) | s/step | tokens/s | examples/s | peak RSS GB "
+        "| first 2 steps s |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for config in configs * args.rounds:
         with context.Pool(1) as pool:
             r = pool.apply(_run_one, (config, args.steps, args.threads))
         print(
             f"| {r['name']} | {r['precision']} | {r['batch']} | {r['s_per_step']:.2f} | {r['tokens_per_s']:.0f} | "
-            f"{r['examples_per_s']:.1f} | {r['peak_gb']:.1f} |",
+            f"{r['examples_per_s']:.1f} | {r['peak_gb']:.1f} | {r['warmup_s']:.1f} |",
             flush=True,
         )
 

@@ -17,6 +17,8 @@ DEFAULT_PORT = 8000
 DEFAULT_MAX_UPLOAD_BYTES = 512 * 1024 * 1024
 Int8Policy = Literal["auto", "on", "off"]
 INT8_CHOICES: tuple[Int8Policy, ...] = get_args(Int8Policy)
+CompilePolicy = Literal["auto", "on", "off"]
+COMPILE_CHOICES: tuple[CompilePolicy, ...] = get_args(CompilePolicy)
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -53,10 +55,17 @@ class Settings:
     int8: Int8Policy = "auto"
     """Inference in int8 on the CPU (`LOCALFT_INT8`): `auto` for encoders on CPUs without native bf16, `on` for
     every model, `off` never. Measured in BENCHMARKS.md ("Inference precision"); training always runs in float."""
+    compile_layers: CompilePolicy = "auto"
+    """Training with the model's layers compiled by torch.compile (`LOCALFT_COMPILE`): `auto` on the CPU for runs
+    long enough to repay the compile time, `on` always, `off` never (`localft.training.compilation`)."""
 
     def __post_init__(self) -> None:
         if self.int8 not in INT8_CHOICES:
             raise ValueError(f"LOCALFT_INT8 must be one of {', '.join(INT8_CHOICES)}, not {self.int8!r}.")
+        if self.compile_layers not in COMPILE_CHOICES:
+            raise ValueError(
+                f"LOCALFT_COMPILE must be one of {', '.join(COMPILE_CHOICES)}, not {self.compile_layers!r}."
+            )
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -75,6 +84,7 @@ class Settings:
             cache_root=Path(cache) if (cache := _env("CACHE_DIR")) else None,
             threads=int(_env("THREADS", "0") or 0),
             int8=_env("INT8", "auto") or "auto",  # type: ignore[arg-type]  # checked in __post_init__
+            compile_layers=_env("COMPILE", "auto") or "auto",  # type: ignore[arg-type]  # checked in __post_init__
         )
         return replace(settings, **overrides)  # type: ignore[arg-type]
 

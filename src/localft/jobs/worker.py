@@ -193,6 +193,7 @@ class Worker:
             device=self.settings.device,
             cache_dir=self.settings.cache_dir,
             max_checkpoints=KEEP_CHECKPOINTS,
+            compile_layers=self.settings.compile_layers,
         )
 
     def _show_resolved_hyperparameters(self, job: JobRecord, spec: TrainSpec) -> None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from localft.settings import CompilePolicy
 from localft.training.hparams import Hyperparameters
 
 EventLevel = Literal["info", "warn", "error"]
@@ -102,6 +103,9 @@ class TrainSpec:
     """Truncation length in tokens; None takes the family default (training/auto.py)."""
     class_weights: bool = False
     """Encoders: weight classes by inverse frequency to counter imbalance."""
+    compile_layers: CompilePolicy = "auto"
+    """Run the model's layers compiled in training passes (`training.compilation`): `auto` where the run is long
+    enough to repay compiling."""
 
 
 @dataclass(frozen=True)

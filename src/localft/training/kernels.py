@@ -31,11 +31,26 @@ FAST_EAGER = "localft_eager"
 _MASK_STEPS = 1 << 16
 
 
-def keep_mask(like: torch.Tensor, p: float) -> torch.Tensor:
-    """A dropout multiplier shaped and typed like `like`: 0 with probability `p`, else 1 / (1 - p)."""
+@torch.library.custom_op("localft::random_int16", mutates_args=(), tags=torch.Tag.nondeterministic_seeded)
+def random_int16(like: torch.Tensor) -> torch.Tensor:
+    """Uniform random int16 values shaped like `like`: 16-bit slices of 64-bit words from torch's generator.
+
+    An operator of its own so that compiled layers (`training.compilation`) call it as it is, between fused loops:
+    inductor would otherwise replace it with its own, slower random numbers, and the tag keeps the compiled backward
+    pass from drawing the mask again instead of saving it."""
     words = torch.empty((like.numel() + 3) // 4, dtype=torch.int64, device=like.device)
     words.random_(-(1 << 63), None)  # every bit random (the default range leaves the sign bit 0)
-    draws = words.view(torch.int16)[: like.numel()].view(like.shape)
+    return words.view(torch.int16)[: like.numel()].view(like.shape)
+
+
+@random_int16.register_fake
+def _random_int16_shape(like: torch.Tensor) -> torch.Tensor:
+    return torch.empty(like.shape, dtype=torch.int16, device=like.device)
+
+
+def keep_mask(like: torch.Tensor, p: float) -> torch.Tensor:
+    """A dropout multiplier shaped and typed like `like`: 0 with probability `p`, else 1 / (1 - p)."""
+    draws = random_int16(like)
     dropped_below = round(p * _MASK_STEPS) - _MASK_STEPS // 2  # int16 draws are uniform on [-32768, 32767]
     scale = torch.tensor(1.0 / (1.0 - p), dtype=like.dtype, device=like.device)
     return torch.where(draws >= dropped_below, scale, torch.zeros((), dtype=like.dtype, device=like.device))

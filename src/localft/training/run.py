@@ -19,6 +19,7 @@ from localft.errors import DataValidationError, ModelError
 from localft.settings import Settings
 from localft.training.auto import FORWARD_OVERHEAD, TOKENS_PER_FORWARD, Family, Resolved, resolve
 from localft.training.checkpoint import CheckpointMeta, read_checkpoint
+from localft.training.compilation import compile_layers, should_compile
 from localft.training.dataset import ChatEncoder, ChatExample, read_examples
 from localft.training.interfaces import EventSink, TrainResult, TrainSpec
 from localft.training.loop import Learner, Plan, TrainLoop, bf16_available
@@ -60,6 +61,9 @@ def run_training(spec: TrainSpec, sink: EventSink) -> TrainResult:
         f"{hp.batch_size}, learning rate {hp.learning_rate:g} (multiplier {hp.learning_rate_multiplier:g}), "
         f"max length {hp.max_length} tokens"
     )
+    planned_tokens = hp.n_epochs * sum(learner.tokens(item) for item in train_items)
+    if should_compile(spec.compile_layers, family, planned_tokens, device):
+        _compile(learner.model, cache_dir, sink)  # type: ignore[attr-defined]  # both learners hold one
 
     def meta_for(step: int, epoch: int, metrics: dict[str, Any]) -> CheckpointMeta:
         return CheckpointMeta(
@@ -116,6 +120,17 @@ def run_training(spec: TrainSpec, sink: EventSink) -> TrainResult:
         hyperparameters={**hp.to_dict(), "seed": spec.seed},
         metrics=loop.last_metrics,
     )
+
+
+def _compile(model: Any, cache_dir: Path, sink: EventSink) -> None:
+    layers = compile_layers(model, cache_dir / "compiled")
+    if layers:
+        sink.log(
+            f"Compiling the model's {layers} layers for this CPU: faster steps for a long run; the first steps "
+            "wait for the compiler (a minute or two the first time, less once cached)"
+        )
+    else:
+        sink.log("torch.compile does not work on this machine (no C++ compiler?): training runs uncompiled", "warn")
 
 
 def model_family(name: str, model_dir: Path) -> Family:
