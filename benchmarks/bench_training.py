@@ -53,11 +53,14 @@ class Config(NamedTuple):
     """LLMs: peft's cast of each LoRA layer's input to fp32 left on (`lora_causal.skip_adapter_input_casts`)."""
     compiled: bool = False
     """The layers compiled (`localft.training.compilation`), as `auto` does for long runs."""
+    reuse_memory: bool = True
+    """glibc keeps freed blocks up to 256 MB for reuse (`base_models.reuse_freed_memory`), as training does."""
 
 
 CONFIGS: list[Config] = [
     Config("smollm2-135m-instruct, compiled layers", "smollm2-135m-instruct", compiled=True),
     Config("smollm2-135m-instruct", "smollm2-135m-instruct"),
+    Config("smollm2-135m-instruct, glibc's default reuse of freed memory", "smollm2-135m-instruct", reuse_memory=False),
     Config("smollm2-135m-instruct, SDPA attention", "smollm2-135m-instruct", kernels=False),
     Config("smollm2-135m-instruct, peft's adapter input casts", "smollm2-135m-instruct", adapter_casts=True),
     Config("smollm2-135m-instruct, full logits", "smollm2-135m-instruct", sliced=False),
@@ -65,10 +68,12 @@ CONFIGS: list[Config] = [
     Config("smollm2-135m-instruct, fp32 + full logits", "smollm2-135m-instruct", bf16=False, sliced=False),
     Config("gemma-3-270m, compiled layers", "gemma-3-270m", compiled=True),
     Config("gemma-3-270m", "gemma-3-270m"),
+    Config("gemma-3-270m, glibc's default reuse of freed memory", "gemma-3-270m", reuse_memory=False),
     Config("gemma-3-270m, SDPA attention", "gemma-3-270m", kernels=False),
     Config("gemma-3-270m, peft's adapter input casts", "gemma-3-270m", adapter_casts=True),
     Config("minilm-l6, compiled layers", "minilm-l6", compiled=True),
     Config("minilm-l6", "minilm-l6"),
+    Config("minilm-l6, glibc's default reuse of freed memory", "minilm-l6", reuse_memory=False),
     Config("minilm-l6, SDPA attention + torch dropout", "minilm-l6", kernels=False),
     Config("minilm-l6, every position in the last layer", "minilm-l6", first_token=False),
 ]
@@ -126,6 +131,10 @@ def _prepare(config: Config, steps: int, threads: int) -> _Setup:
     import torch
 
     torch.set_num_threads(threads)
+    if config.reuse_memory:
+        from localft.base_models import reuse_freed_memory
+
+        reuse_freed_memory()
     import localft.training.encoder_head as encoder_module
     import localft.training.loop as loop_module
     import localft.training.lora_causal as causal_module

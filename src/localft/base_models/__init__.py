@@ -18,6 +18,7 @@ from localft.base_models.loading import (
     load_tokenizer,
     native_bf16,
     resolve_device,
+    reuse_freed_memory,
     use_threads,
 )
 
@@ -36,5 +37,6 @@ __all__ = [
     "pull",
     "resolve_alias",
     "resolve_device",
+    "reuse_freed_memory",
     "use_threads",
 ]

@@ -13,7 +13,14 @@ from typing import Any
 
 import torch
 
-from localft.base_models import apply_threads, get_spec, local_model_dir, resolve_alias, resolve_device
+from localft.base_models import (
+    apply_threads,
+    get_spec,
+    local_model_dir,
+    resolve_alias,
+    resolve_device,
+    reuse_freed_memory,
+)
 from localft.base_models.templates import TemplateKind, template_kind
 from localft.errors import DataValidationError, ModelError
 from localft.settings import Settings
@@ -32,6 +39,7 @@ MAX_FULL_VALIDATION = 500
 def run_training(spec: TrainSpec, sink: EventSink) -> TrainResult:
     """Fine-tune `spec.base_model` on `spec.training_file`; checkpoints go to `spec.output_dir/step-N/`."""
     apply_threads()  # the worker trains in its own thread
+    reuse_freed_memory()
     device = resolve_device(spec.device)
     cache_dir = spec.cache_dir or Settings.from_env().cache_dir
     resolved_name = resolve_alias(spec.base_model)
