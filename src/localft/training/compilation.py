@@ -3,12 +3,13 @@
 A training step's matrix multiplies already run at this CPU's roof; much of the rest is element-wise work that eager
 PyTorch does one operator at a time, each a full pass over memory: RMS norms (Gemma 3 has six per layer), gated
 activations, rotary embeddings, residual adds, dropout masks, autocast's casts. Inductor fuses a layer's element-wise
-work into a few C++ loops around the same matrix-multiply kernels. Measured on SmolLM2, Gemma 3 and MiniLM steps
-(BENCHMARKS.md, "Compiled layers").
+work into a few C++ loops around the same matrix-multiply kernels: LoRA steps 1.25x faster for SmolLM2 and 1.30x for
+Gemma 3 in in-process A/Bs (BENCHMARKS.md, "Training speed", compiled layers); MiniLM's steps only 1.02x, so `auto`
+leaves encoders eager.
 
-Compiling is not free: a model's layers compile in tens of seconds the first time on two cores (inductor caches the
-result on disk, in the model cache folder, so later runs compile faster). So `auto` compiles only runs with enough
-training tokens for the faster steps to repay that (`COMPILE_MIN_TOKENS`). Only training passes run the compiled
+Compiling is not free: 30-85 s at the start of a run with an empty cache on two cores, 10-20 s once inductor's
+kernels are cached (on disk, in the model cache folder). So `auto` compiles only runs with enough training tokens
+for the faster steps to repay a cold compile (`COMPILE_MIN_TOKENS`). Only training passes run the compiled
 code: validation and inference (no gradients) run the layers as they are, so their shapes never trigger a
 recompilation. A layer is compiled, not the whole model: the layers share one compiled graph, which compiles once
 instead of once per layer, and the embedding and the loss stay eager.
@@ -33,9 +34,11 @@ from localft.training.auto import Family
 
 log = logging.getLogger(__name__)
 
-COMPILE_MIN_TOKENS: dict[Family, int] = {"causal_lm": 200_000, "encoder": 2_000_000}
-"""Training tokens (all epochs) from which `auto` compiles: where the measured per-step gain repays a cold compile
-(BENCHMARKS.md, "Compiled layers")."""
+COMPILE_MIN_TOKENS: dict[Family, int | None] = {"causal_lm": 200_000, "encoder": None}
+"""Training tokens (all epochs) from which `auto` compiles: about where the measured per-token gain repays a cold
+compile (an LLM run on real-length batches: about 250,000 tokens; BENCHMARKS.md). None: `auto` never compiles that
+family; MiniLM's steps were 1.02x faster compiled in an in-process A/B once freed memory was kept, too little to
+repay a compile of about half a minute."""
 RECOMPILE_LIMIT = 64
 """Compiled variants per layer function. The layers share one graph per variant: with and without a gradient on the
 input (the first layer's input has none under LoRA), eager or SDPA attention (by the pass's width), sliding-window or
@@ -47,7 +50,8 @@ def should_compile(policy: CompilePolicy, family: Family, planned_tokens: int, d
     `COMPILE_MIN_TOKENS` training tokens. Never on other devices (measured on CPUs only)."""
     if policy == "off" or not device.startswith("cpu"):
         return False
-    return policy == "on" or planned_tokens >= COMPILE_MIN_TOKENS[family]
+    threshold = COMPILE_MIN_TOKENS[family]
+    return policy == "on" or (threshold is not None and planned_tokens >= threshold)
 
 
 def compile_layers(model: nn.Module, cache_dir: Path | None = None) -> int:

@@ -13,7 +13,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pytest
 
@@ -157,6 +157,18 @@ def test_training_runs_in_a_thread_that_ends_with_the_job(settings: Settings, st
 
     assert _worker(settings, store, train).run_once()
     assert len(threads) == 1 and threads[0] is not threading.current_thread() and not threads[0].is_alive()
+
+
+def test_the_compile_setting_reaches_the_training_run(settings: Settings, store: Store) -> None:
+    _queued_job(settings, store)
+    specs: list[TrainSpec] = []
+
+    def train(spec: TrainSpec, sink: EventSink) -> TrainResult:
+        specs.append(spec)
+        return ScriptedTrainer(epochs=1)(spec, sink)
+
+    assert _worker(replace(settings, compile_layers="off"), store, train).run_once()
+    assert [spec.compile_layers for spec in specs] == ["off"]
 
 
 def test_cancel_stops_a_running_job_within_seconds(settings: Settings, store: Store) -> None:
