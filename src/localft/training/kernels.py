@@ -35,9 +35,10 @@ _MASK_STEPS = 1 << 16
 def random_int16(like: torch.Tensor) -> torch.Tensor:
     """Uniform random int16 values shaped like `like`: 16-bit slices of 64-bit words from torch's generator.
 
-    An operator of its own so that compiled layers (`training.compilation`) call it as it is, between fused loops:
-    inductor would otherwise replace it with its own, slower random numbers, and the tag keeps the compiled backward
-    pass from drawing the mask again instead of saving it."""
+    An operator of its own so that compiled layers (`training.compilation`) call it as it is between their fused
+    loops (dynamo cannot trace the in-place draw, and would split the layer there); tagged as random, so compiler
+    passes treat no two draws as one and do not recompute a draw for the backward pass (unit test: the compiled
+    backward uses the forward's mask)."""
     words = torch.empty((like.numel() + 3) // 4, dtype=torch.int64, device=like.device)
     words.random_(-(1 << 63), None)  # every bit random (the default range leaves the sign bit 0)
     return words.view(torch.int16)[: like.numel()].view(like.shape)
