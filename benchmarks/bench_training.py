@@ -7,7 +7,7 @@ Each configuration runs in its own process (so peak RSS is its own) with two thr
 ../shared/datasets/twitter_airline_sentiment rendered as chat classification examples. LLM rows use batches of 8
 examples truncated to exactly 128 tokens, the encoder rows batches of 32 at 64 tokens. The optimizer steps are the
 engine's own (`localft.training.lora_causal` / `encoder_head` + the shared loop's AdamW). The "compiled layers" rows
-run the layers through torch.compile, as the engine does for long runs (`localft.training.compilation`); the "first
+run the layers through torch.compile, as the engine does for long LLM runs (`localft.training.compilation`); the "first
 2 steps" column shows what compiling costs (inductor's cache is .localft-test-cache/compiled: delete it for a cold
 start). The "full logits", "fp32", "SDPA attention", "peft's adapter input casts" and "every position in the last
 layer" rows switch off one of the CPU speed-ups for comparison (`localft.training.kernels`,
@@ -52,7 +52,8 @@ class Config(NamedTuple):
     adapter_casts: bool = False
     """LLMs: peft's cast of each LoRA layer's input to fp32 left on (`lora_causal.skip_adapter_input_casts`)."""
     compiled: bool = False
-    """The layers compiled (`localft.training.compilation`), as `auto` does for long runs."""
+    """The layers compiled (`localft.training.compilation`), as `auto` does for long LLM runs (encoders: only with
+    `LOCALFT_COMPILE=on`)."""
     reuse_memory: bool = True
     """glibc keeps freed blocks up to 256 MB for reuse (`base_models.reuse_freed_memory`), as training does."""
 
