@@ -23,6 +23,14 @@ def test_settings_read_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     assert s.threads == 0
 
 
+def test_an_unknown_compile_policy_is_refused_with_the_variable_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOCALFT_COMPILE", "always")
+    with pytest.raises(ValueError, match="LOCALFT_COMPILE must be one of auto, on, off"):
+        Settings.from_env()
+    monkeypatch.setenv("LOCALFT_COMPILE", "off")
+    assert Settings.from_env().compile_layers == "off"
+
+
 def test_threads_setting_sets_torch_threads(monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
 

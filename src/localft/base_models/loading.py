@@ -1,4 +1,5 @@
-"""Loading tokenizers and choosing a device; model classes are loaded by the engines that know their family."""
+"""Loading tokenizers, choosing a device, and the process's CPU settings (threads, reuse of freed memory); model
+classes are loaded by the engines that know their family."""
 
 from __future__ import annotations
 

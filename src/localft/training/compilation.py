@@ -7,7 +7,7 @@ work into a few C++ loops around the same matrix-multiply kernels: LoRA steps 1.
 Gemma 3 in in-process A/Bs (BENCHMARKS.md, "Training speed", compiled layers); MiniLM's steps only 1.02x, so `auto`
 leaves encoders eager.
 
-Compiling is not free: 30-85 s at the start of a run with an empty cache on two cores, 10-20 s once inductor's
+Compiling is not free: 30-110 s at the start of a run with an empty cache on two cores, 10-20 s once inductor's
 kernels are cached (on disk, in the model cache folder). So `auto` compiles only runs with enough training tokens
 for the faster steps to repay a cold compile (`COMPILE_MIN_TOKENS`). Only training passes run the compiled
 code: validation and inference (no gradients) run the layers as they are, so their shapes never trigger a
@@ -36,9 +36,11 @@ log = logging.getLogger(__name__)
 
 COMPILE_MIN_TOKENS: dict[Family, int | None] = {"causal_lm": 200_000, "encoder": None}
 """Training tokens (all epochs) from which `auto` compiles: about where the measured per-token gain repays a cold
-compile (an LLM run on real-length batches: about 250,000 tokens; BENCHMARKS.md). None: `auto` never compiles that
-family; MiniLM's steps were 1.02x faster compiled in an in-process A/B once freed memory was kept, too little to
-repay a compile of about half a minute."""
+compile (LLM runs on real-length batches: about 175,000 tokens for Gemma 3, 250,000 for SmolLM2; BENCHMARKS.md).
+None: `auto` never compiles that family; MiniLM's steps were 1.02x faster compiled in an in-process A/B once freed
+memory was kept, too little to repay a compile of about half a minute."""
+CACHE_SUBDIR = "compiled"
+"""Inductor's kernels are kept in this folder of the model cache."""
 RECOMPILE_LIMIT = 64
 """Compiled variants per layer function. The layers share one graph per variant: with and without a gradient on the
 input (the first layer's input has none under LoRA), eager or SDPA attention (by the pass's width), sliding-window or
@@ -54,16 +56,16 @@ def should_compile(policy: CompilePolicy, family: Family, planned_tokens: int, d
     return policy == "on" or (threshold is not None and planned_tokens >= threshold)
 
 
-def compile_layers(model: nn.Module, cache_dir: Path | None = None) -> int:
+def compile_layers(model: nn.Module, model_cache: Path | None = None) -> int:
     """Run the repeated layers of `model` compiled in training passes; returns how many layers were wrapped (0 where
-    this machine cannot compile). `cache_dir` holds inductor's compiled kernels across runs, unless the user chose a
-    folder (`TORCHINDUCTOR_CACHE_DIR`)."""
-    if cache_dir is not None:
+    this machine cannot compile). Inductor's kernels are kept in `model_cache / CACHE_SUBDIR` across runs, unless
+    the user chose a folder (`TORCHINDUCTOR_CACHE_DIR`)."""
+    if model_cache is not None:
         from torch._inductor.runtime.cache_dir_utils import default_cache_dir
 
         # Inductor reads the variable at each lookup, and sets it to its default (in /tmp) on first use.
         if os.environ.get("TORCHINDUCTOR_CACHE_DIR") in (None, os.path.abspath(default_cache_dir())):
-            os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(cache_dir)
+            os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(model_cache / CACHE_SUBDIR)
     if not compiler_works():
         return 0
     import torch._dynamo

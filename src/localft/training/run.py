@@ -131,11 +131,11 @@ def run_training(spec: TrainSpec, sink: EventSink) -> TrainResult:
 
 
 def _compile(model: Any, cache_dir: Path, sink: EventSink) -> None:
-    layers = compile_layers(model, cache_dir / "compiled")
+    layers = compile_layers(model, cache_dir)
     if layers:
         sink.log(
             f"Compiling the model's {layers} layers for this CPU: faster steps for a long run; the first steps "
-            "wait for the compiler (up to a minute and a half the first time, 10-20 s once cached)"
+            "wait for the compiler (up to two minutes the first time, 10-20 s once cached)"
         )
     else:
         sink.log("torch.compile does not work on this machine (no C++ compiler?): training runs uncompiled", "warn")

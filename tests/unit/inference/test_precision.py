@@ -45,11 +45,6 @@ def test_an_unknown_policy_is_refused_with_the_variable_name(monkeypatch: pytest
         Settings.from_env()
     monkeypatch.setenv("LOCALFT_INT8", "off")
     assert Settings.from_env().int8 == "off"
-    monkeypatch.setenv("LOCALFT_COMPILE", "always")
-    with pytest.raises(ValueError, match="LOCALFT_COMPILE must be one of auto, on, off"):
-        Settings.from_env()
-    monkeypatch.setenv("LOCALFT_COMPILE", "off")
-    assert Settings.from_env().compile_layers == "off"
 
 
 def test_quantized_causal_lm_keeps_its_logits_and_frees_the_float_weights(tiny_causal_lm: Path) -> None:

@@ -121,8 +121,10 @@ def test_compiled_encoder_layers_draw_the_eager_dropout_masks(tiny_encoder: Path
         return out
 
     eager_loss, eager_grads = _loss_and_grads(model, loss)
-    compile_layers(model)
+    graphs = _graphs()
+    assert compile_layers(model) == len(repeated_layers(model)) > 0
     compiled_loss, compiled_grads = _loss_and_grads(model, loss)
+    assert _graphs() > graphs  # the layers really ran compiled
     torch.testing.assert_close(compiled_loss, eager_loss, rtol=1e-5, atol=1e-6)
     for compiled, eager in zip(compiled_grads, eager_grads, strict=True):
         torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-6)
@@ -184,8 +186,8 @@ def test_compiled_kernels_are_kept_with_the_model_cache_unless_the_user_chose_a_
 
     layers = torch.nn.ModuleList([torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)])
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", default_cache_dir())  # what inductor sets on first use
-    compile_layers(layers, tmp_path / "compiled")
+    compile_layers(layers, tmp_path)
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "compiled")
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))
-    compile_layers(layers, tmp_path / "compiled")
+    compile_layers(layers, tmp_path)
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "mine")
