@@ -129,6 +129,25 @@ def skip_casts_switch(model: Any) -> Callable[[bool], None]:
     return switch
 
 
+def attention_dropout_switch(model: Any) -> Callable[[bool], None]:
+    """Switches an encoder's attention dropout between the engine's choice (`encoder_head.ATTENTION_DROPOUT`, on)
+    and the model's own from its pretrained config (off). `bench_training --alternate attention-dropout` uses it."""
+    from localft.training.encoder_head import ATTENTION_DROPOUT, ATTENTION_DROPOUT_FIELDS
+
+    pretrained = type(model.config).from_pretrained(model.config._name_or_path)
+    own = next(float(getattr(pretrained, f)) for f in ATTENTION_DROPOUT_FIELDS if hasattr(pretrained, f))
+    chosen = own if ATTENTION_DROPOUT is None else ATTENTION_DROPOUT
+    layers = [
+        m.dropout for m in model.modules() if type(m).__name__.endswith("SelfAttention") and hasattr(m, "dropout")
+    ]
+
+    def switch(on: bool) -> None:
+        for dropout in layers:
+            dropout.p = chosen if on else own
+
+    return switch
+
+
 def write_chat_jsonl(path: Path, rows: Sequence[tuple[str, str]], system: str | None) -> Path:
     """Chat fine-tuning lines: optional system prompt, the text as the user, the answer as the assistant."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,8 @@
 """Training speed: LoRA tokens/s on the built-in LLMs, encoder fine-tuning examples/s, peak memory.
 
     .venv/bin/python -m benchmarks.bench_training [--steps 6] [--threads 2] [--only NAME ...] [--rounds N]
-                                                  [--lengths] [--alternate kernels|skip-adapter-casts|compiled]
+                                                  [--lengths] [--alternate SWITCH]
+    SWITCH: kernels, skip-adapter-casts, compiled (LLMs); attention-dropout (encoders)
 
 Each configuration runs in its own process (so peak RSS is its own) with two threads, on real tweets from
 ../shared/datasets/twitter_airline_sentiment rendered as chat classification examples. LLM rows use batches of 8
@@ -29,7 +30,13 @@ import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from benchmarks._harness import RecordingSink, compiled_switch, kernels_switch, skip_casts_switch
+from benchmarks._harness import (
+    RecordingSink,
+    attention_dropout_switch,
+    compiled_switch,
+    kernels_switch,
+    skip_casts_switch,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 TWEETS = REPO.parent / "shared" / "datasets" / "twitter_airline_sentiment" / "Tweets.csv"
@@ -56,6 +63,8 @@ class Config(NamedTuple):
     `LOCALFT_COMPILE=on`)."""
     reuse_memory: bool = True
     """glibc keeps freed blocks up to 256 MB for reuse (`base_models.reuse_freed_memory`), as training does."""
+    own_attention_dropout: bool = False
+    """Encoders: the model's own attention dropout (0.1 for MiniLM) instead of `encoder_head.ATTENTION_DROPOUT`."""
 
 
 CONFIGS: list[Config] = [
@@ -77,6 +86,7 @@ CONFIGS: list[Config] = [
     Config("minilm-l6, glibc's default reuse of freed memory", "minilm-l6", reuse_memory=False),
     Config("minilm-l6, SDPA attention + torch dropout", "minilm-l6", kernels=False),
     Config("minilm-l6, every position in the last layer", "minilm-l6", first_token=False),
+    Config("minilm-l6, the model's attention dropout (0.1)", "minilm-l6", own_attention_dropout=True),
 ]
 
 
@@ -174,6 +184,8 @@ def _prepare(config: Config, steps: int, threads: int) -> _Setup:
         kernels_switch(learner.model)(False)
     if config.adapter_casts:
         skip_casts_switch(learner.model)(False)
+    if config.own_attention_dropout:
+        attention_dropout_switch(learner.model)(False)
     if config.compiled:
         from localft.training.compilation import compile_layers
 
@@ -215,7 +227,12 @@ def _run_one(config: Config, steps: int, threads: int) -> dict[str, Any]:
     }
 
 
-SWITCHES = {"kernels": kernels_switch, "skip-adapter-casts": skip_casts_switch, "compiled": compiled_switch}
+SWITCHES = {
+    "kernels": kernels_switch,
+    "skip-adapter-casts": skip_casts_switch,
+    "compiled": compiled_switch,
+    "attention-dropout": attention_dropout_switch,
+}
 """Speed-ups `--alternate` can switch off and on again in one process, on one learner."""
 
 

@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
+import localft.training.encoder_head as encoder_head
 from localft.training import Hyperparameters, TrainSpec, run_training
 from localft.training.checkpoint import read_checkpoint
-from localft.training.encoder_head import first_token_only, tune_thresholds
+from localft.training.encoder_head import EncoderLearner, first_token_only, tune_thresholds
+from localft.training.run import _load_tokenizer
+from localft.training.task import detect_task
 
 from .conftest import ListSink, chat, sentiment_records, write_jsonl
 
@@ -119,6 +123,29 @@ def test_the_last_layer_at_the_first_token_only_gives_the_same_logits_and_gradie
             torch.testing.assert_close(b.grad, a.grad, msg=name)
     # The last layer's query, attention output and feed-forward block still train (at position 0).
     assert short.bert.encoder.layer[-1].output.dense.weight.grad is not None
+
+
+def test_attention_dropout_is_the_engines_and_the_rest_the_models(
+    tiny_encoder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fine-tuning drops no attention weights (`ATTENTION_DROPOUT`, measured in BENCHMARKS.md), keeps the model's
+    hidden-state dropout, and records the choice in the config it saves; None keeps the model's own."""
+    from transformers import AutoConfig
+
+    def learner() -> EncoderLearner:
+        task = detect_task(["positive", "negative"] * 5)
+        return EncoderLearner(tiny_encoder, _load_tokenizer(tiny_encoder), task, "cpu", max_length=32)
+
+    pretrained = AutoConfig.from_pretrained(tiny_encoder)
+    assert pretrained.attention_probs_dropout_prob > 0 and pretrained.hidden_dropout_prob > 0  # else nothing shows
+    model = learner().model
+    layer = model.bert.encoder.layer[0]
+    assert encoder_head.ATTENTION_DROPOUT == 0.0
+    assert model.config.attention_probs_dropout_prob == 0.0 == layer.attention.self.dropout.p
+    assert layer.attention.output.dropout.p == pretrained.hidden_dropout_prob == model.config.hidden_dropout_prob
+    monkeypatch.setattr(encoder_head, "ATTENTION_DROPOUT", None)
+    own = learner().model.bert.encoder.layer[0].attention.self.dropout.p
+    assert own == pretrained.attention_probs_dropout_prob
 
 
 def test_other_architectures_keep_their_forward(tiny_causal_lm: Path) -> None:
