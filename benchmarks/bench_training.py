@@ -1,7 +1,7 @@
 """Training speed: LoRA tokens/s on the built-in LLMs, encoder fine-tuning examples/s, peak memory.
 
     .venv/bin/python -m benchmarks.bench_training [--steps 6] [--threads 2] [--only NAME ...] [--rounds N]
-                                                  [--lengths] [--alternate SWITCH]
+                                                  [--lengths] [--alternate SWITCH] [--real-runs N]
     SWITCH: kernels, skip-adapter-casts, compiled (LLMs); attention-dropout (encoders)
 
 Each configuration runs in its own process (so peak RSS is its own) with two threads, on real tweets from
@@ -14,8 +14,9 @@ start). The "full logits", "fp32", "SDPA attention", "peft's adapter input casts
 layer" rows switch off one of the CPU speed-ups for comparison (`localft.training.kernels`,
 `lora_causal.skip_adapter_input_casts`, `encoder_head.first_token_only`); `--rounds 2` alternates the chosen rows
 twice, each in its own process. `--alternate SWITCH` instead switches one speed-up off and on again on one learner
-in one process, `--rounds` times (default 6): the fairest A/B on a noisy machine. Prints Markdown tables; timings
-are medians.
+in one process, `--rounds` times (default 6): the fairest A/B on a noisy machine. `--real-runs N` instead trains
+whole runs (`run_training`, N Jigsaw comments of real lengths, one epoch) compiled and eager, alternating: what
+compiling costs and saves in a run. Prints Markdown tables; timings are medians.
 First, a table of example lengths in tokens on the shared datasets (the input for the truncation default).
 """
 
@@ -28,7 +29,7 @@ import resource
 import statistics
 import time
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from benchmarks._harness import (
     RecordingSink,
@@ -37,6 +38,9 @@ from benchmarks._harness import (
     kernels_switch,
     skip_casts_switch,
 )
+
+if TYPE_CHECKING:
+    from localft.settings import CompilePolicy
 
 REPO = Path(__file__).resolve().parent.parent
 TWEETS = REPO.parent / "shared" / "datasets" / "twitter_airline_sentiment" / "Tweets.csv"
@@ -273,6 +277,71 @@ def _full_logits_loss(learner: Any) -> Any:
     return loss
 
 
+class _StepClock:
+    """An `EventSink` that keeps the time of each step's metrics."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+
+    def log(self, message: str, level: str = "info") -> None:
+        pass
+
+    def log_metrics(self, metrics: Any) -> None:
+        self.times.append(time.perf_counter())
+
+    def on_checkpoint(self, checkpoint: Any) -> None:
+        pass
+
+    def should_stop(self) -> bool:
+        return False
+
+
+def _real_run(base: str, compile_policy: CompilePolicy, comments: int) -> dict[str, Any]:
+    """One `run_training` run on real-length data (Jigsaw comments, one epoch, batch 8), in this process."""
+    import tempfile
+
+    from torch._dynamo.utils import counters
+
+    from benchmarks._harness import write_chat_jsonl
+    from benchmarks.bench_jigsaw import SYSTEM, splits
+    from localft.training import Hyperparameters, TrainSpec, run_training
+
+    with tempfile.TemporaryDirectory() as tmp:
+        train = write_chat_jsonl(Path(tmp) / "train.jsonl", splits()["train"][:comments], SYSTEM)
+        hp = Hyperparameters(n_epochs=1, batch_size=8)
+        out = Path(tmp) / "out"
+        spec = TrainSpec(base, train, out, None, hp, cache_dir=CACHE, save_every_s=None, compile_layers=compile_policy)
+        clock = _StepClock()
+        started = time.perf_counter()
+        result = run_training(spec, clock)
+        total = time.perf_counter() - started
+    steps = [b - a for a, b in zip(clock.times, clock.times[1:], strict=False)]
+    return {
+        "total": total,
+        "tokens": result.trained_tokens,
+        "graphs": int(counters["stats"]["unique_graphs"]),
+        "later_steps": sum(steps[3:]),  # from the 5th step: most variants are compiled by then
+    }
+
+
+def real_runs(models: list[str], comments: int, rounds: int) -> None:
+    """Whole runs on real-length batches, eager and compiled, alternating, each in its own process: what compiling
+    costs and saves in a run (inductor's cache is .localft-test-cache/compiled: delete it for a cold start)."""
+    context = multiprocessing.get_context("spawn")
+    print("| model | compile | tokens | total s | compiled graphs | steps from the 5th, s |\n|---|---|---|---|---|---|")
+    for base in models:
+        for r in range(rounds):
+            policies: tuple[CompilePolicy, ...] = ("on", "off") if r % 2 == 0 else ("off", "on")
+            for policy in policies:
+                with context.Pool(1) as pool:
+                    run = pool.apply(_real_run, (base, policy, comments))
+                print(
+                    f"| {base} | {policy} | {run['tokens']} | {run['total']:.1f} | {run['graphs']} | "
+                    f"{run['later_steps']:.1f} |",
+                    flush=True,
+                )
+
+
 LENGTH_SOURCES: dict[str, tuple[str, str, str]] = {
     # dataset: (file under ../shared/datasets, text column, delimiter)
     "twitter_airline_sentiment": ("twitter_airline_sentiment/Tweets.csv", "text", ","),
@@ -333,8 +402,17 @@ def main(argv: list[str] | None = None) -> None:
         choices=list(SWITCHES),
         help="only an in-process A/B of one speed-up (the LLMs; --rounds, default 6)",
     )
+    parser.add_argument(
+        "--real-runs",
+        type=int,
+        metavar="COMMENTS",
+        help="only whole runs on this many Jigsaw comments, compiled and eager (the LLMs; --rounds, default 2)",
+    )
     args = parser.parse_args([] if argv is None else argv)  # `python -m benchmarks NAME` keeps its own argv
     context = multiprocessing.get_context("spawn")
+    if args.real_runs:
+        real_runs(args.only or ["smollm2-135m-instruct", "gemma-3-270m"], args.real_runs, max(args.rounds, 2))
+        return
     if args.alternate:
         models = args.only or ["smollm2-135m-instruct", "gemma-3-270m"]
         rounds = args.rounds if args.rounds > 1 else 6

@@ -7,9 +7,11 @@ work into a few C++ loops around the same matrix-multiply kernels: LoRA steps 1.
 Gemma 3 in in-process A/Bs (BENCHMARKS.md, "Training speed", compiled layers); MiniLM's steps only 1.02x, so `auto`
 leaves encoders eager.
 
-Compiling is not free: 30-110 s at the start of a run with an empty cache on two cores, 10-20 s once inductor's
-kernels are cached (on disk, in the model cache folder). So `auto` compiles only runs with enough training tokens
-for the faster steps to repay a cold compile (`COMPILE_MIN_TOKENS`). Only training passes run the compiled
+Compiling is not free: from 30 s to over three minutes at the start of a run with an empty cache on two cores (one
+graph per kind of batch), 3-15 s over a run once inductor's kernels are cached (on disk, in the model cache folder).
+So `auto` compiles only runs with enough training tokens for the faster steps to repay a cold compile
+(`COMPILE_MIN_TOKENS`), or a warm one where an earlier run compiled the same base model (`COMPILE_MIN_TOKENS_CACHED`,
+`compiled_before`). Only training passes run the compiled
 code: validation and inference (no gradients) run the layers as they are, so their shapes never trigger a
 recompilation. A layer is compiled, not the whole model: the layers share one compiled graph, which compiles once
 instead of once per layer, and the embedding and the loss stay eager.
@@ -19,6 +21,7 @@ Inductor needs a C++ compiler. Where there is none, or compiling a probe fails, 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections.abc import Callable
@@ -39,33 +42,62 @@ COMPILE_MIN_TOKENS: dict[Family, int | None] = {"causal_lm": 200_000, "encoder":
 compile (LLM runs on real-length batches: about 175,000 tokens for Gemma 3, 250,000 for SmolLM2; BENCHMARKS.md).
 None: `auto` never compiles that family; MiniLM's steps were 1.02x faster compiled in an in-process A/B once freed
 memory was kept, too little to repay a compile of about half a minute."""
+COMPILE_MIN_TOKENS_CACHED: dict[Family, int | None] = {"causal_lm": 50_000, "encoder": None}
+"""The same where an earlier run compiled this base model into the same kernel cache (`compiled_before`): a warm
+compile cost 3-15 s over a whole real-length run (BENCHMARKS.md), about what 50,000 tokens of faster steps repay."""
 CACHE_SUBDIR = "compiled"
 """Inductor's kernels are kept in this folder of the model cache."""
 RECOMPILE_LIMIT = 64
-"""Compiled variants per layer function. The layers share one graph per variant: with and without a gradient on the
-input (the first layer's input has none under LoRA), eager or SDPA attention (by the pass's width), sliding-window or
-global attention layers (Gemma 3), one row or several. torch's default of 8 would silently run eager beyond."""
+"""Compiled variants per layer function. The layers share one graph per variant: eager or SDPA attention (by the
+pass's width), with a padding mask or none, sliding-window or global attention layers (Gemma 3), one row or several
+(6 variants in a real-length SmolLM2 run). torch's default of 8 would silently run eager beyond."""
 
 
-def should_compile(policy: CompilePolicy, family: Family, planned_tokens: int, device: str) -> bool:
+def should_compile(
+    policy: CompilePolicy, family: Family, planned_tokens: int, device: str, cached: bool = False
+) -> bool:
     """Whether a run compiles its layers: `on` and `off` as asked; `auto` on the CPU for runs of at least
-    `COMPILE_MIN_TOKENS` training tokens. Never on other devices (measured on CPUs only)."""
+    `COMPILE_MIN_TOKENS` training tokens (`COMPILE_MIN_TOKENS_CACHED` where the kernels are `cached`). Never on other
+    devices (measured on CPUs only)."""
     if policy == "off" or not device.startswith("cpu"):
         return False
-    threshold = COMPILE_MIN_TOKENS[family]
+    threshold = (COMPILE_MIN_TOKENS_CACHED if cached else COMPILE_MIN_TOKENS)[family]
     return policy == "on" or (threshold is not None and planned_tokens >= threshold)
+
+
+def kernel_cache(model_cache: Path) -> Path:
+    """Where inductor keeps its kernels: the user's `TORCHINDUCTOR_CACHE_DIR`, else `model_cache / CACHE_SUBDIR`."""
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    chosen = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    # Inductor sets the variable to its default (in /tmp) on first use: that is no user's choice.
+    if chosen in (None, os.path.abspath(default_cache_dir())):
+        return model_cache / CACHE_SUBDIR
+    return Path(chosen)  # type: ignore[arg-type]
+
+
+def _marker(model_cache: Path, base_model: str) -> Path:
+    key = hashlib.sha256(f"{base_model}\n{torch.__version__}".encode()).hexdigest()[:16]
+    return kernel_cache(model_cache) / "localft-runs" / f"{Path(base_model).name}-{key}"
+
+
+def compiled_before(model_cache: Path, base_model: str) -> bool:
+    """Whether a run of `base_model` compiled its layers into this kernel cache before (with this torch)."""
+    return _marker(model_cache, base_model).exists()
+
+
+def remember_compiled(model_cache: Path, base_model: str) -> None:
+    """Record that a run of `base_model` compiled its layers: its kernels are now in the cache."""
+    marker = _marker(model_cache, base_model)
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.touch()
 
 
 def compile_layers(model: nn.Module, model_cache: Path | None = None) -> int:
     """Run the repeated layers of `model` compiled in training passes; returns how many layers were wrapped (0 where
-    this machine cannot compile). Inductor's kernels are kept in `model_cache / CACHE_SUBDIR` across runs, unless
-    the user chose a folder (`TORCHINDUCTOR_CACHE_DIR`)."""
+    this machine cannot compile). Inductor's kernels are kept in `kernel_cache(model_cache)` across runs."""
     if model_cache is not None:
-        from torch._inductor.runtime.cache_dir_utils import default_cache_dir
-
-        # Inductor reads the variable at each lookup, and sets it to its default (in /tmp) on first use.
-        if os.environ.get("TORCHINDUCTOR_CACHE_DIR") in (None, os.path.abspath(default_cache_dir())):
-            os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(model_cache / CACHE_SUBDIR)
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(kernel_cache(model_cache))  # inductor reads it at each lookup
     if not compiler_works():
         return 0
     import torch._dynamo
@@ -89,7 +121,8 @@ def repeated_layers(model: nn.Module) -> list[nn.Module]:
 
 
 class _TrainingPasses:
-    """A layer's forward: the compiled one in training passes (gradients on), else the original."""
+    """A layer's forward: the compiled one in training passes (gradients on) whose input carries a gradient, else
+    the original."""
 
     def __init__(self, forward: Callable[..., Any]) -> None:
         self.eager = forward
@@ -98,7 +131,11 @@ class _TrainingPasses:
         self.compiled = torch.compile(function, dynamic=True)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if torch.is_grad_enabled():
+        hidden = args[0] if args else kwargs.get("hidden_states")
+        # Under LoRA the first layer's input has no gradient (the embedding is frozen). Compiled, such an input is a
+        # variant of its own for each kind of batch (5 of the 11 variants of a real-length SmolLM2 run, each seconds
+        # to compile) for one layer of many, so that layer runs eager.
+        if torch.is_grad_enabled() and (not isinstance(hidden, torch.Tensor) or hidden.requires_grad):
             return self.compiled(*args, **kwargs)
         return self.eager(*args, **kwargs)
 

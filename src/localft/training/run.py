@@ -26,7 +26,7 @@ from localft.errors import DataValidationError, ModelError
 from localft.settings import Settings
 from localft.training.auto import FORWARD_OVERHEAD, TOKENS_PER_FORWARD, Family, Resolved, resolve
 from localft.training.checkpoint import CheckpointMeta, read_checkpoint
-from localft.training.compilation import compile_layers, should_compile
+from localft.training.compilation import compile_layers, compiled_before, remember_compiled, should_compile
 from localft.training.dataset import ChatEncoder, ChatExample, read_examples
 from localft.training.interfaces import EventSink, TrainResult, TrainSpec
 from localft.training.loop import Learner, Plan, TrainLoop, bf16_available
@@ -70,8 +70,13 @@ def run_training(spec: TrainSpec, sink: EventSink) -> TrainResult:
         f"max length {hp.max_length} tokens"
     )
     planned_tokens = hp.n_epochs * sum(learner.tokens(item) for item in train_items)
-    if should_compile(spec.compile_layers, family, planned_tokens, device):
-        _compile(learner.model, cache_dir, sink)  # type: ignore[attr-defined]  # both learners hold one
+    cached = compiled_before(cache_dir, resolved_name)
+    compiled = should_compile(spec.compile_layers, family, planned_tokens, device, cached) and _compile(
+        learner.model,  # type: ignore[attr-defined]  # both learners hold one
+        cache_dir,
+        cached,
+        sink,
+    )
 
     def meta_for(step: int, epoch: int, metrics: dict[str, Any]) -> CheckpointMeta:
         return CheckpointMeta(
@@ -119,6 +124,8 @@ def run_training(spec: TrainSpec, sink: EventSink) -> TrainResult:
             learner.thresholds = list(read_checkpoint(spec.resume_from).thresholds)  # type: ignore[attr-defined]
         sink.log(f"Resumed from {spec.resume_from.name} (step {loop.progress.step} of {loop.total_steps})")
     final = loop.run() or spec.resume_from
+    if compiled:
+        remember_compiled(cache_dir, resolved_name)
     assert final is not None  # a run with at least one epoch always writes a checkpoint
     sink.log(f"Training finished: {loop.progress.step} steps, {loop.progress.trained_tokens} tokens")
     return TrainResult(
@@ -130,15 +137,17 @@ def run_training(spec: TrainSpec, sink: EventSink) -> TrainResult:
     )
 
 
-def _compile(model: Any, cache_dir: Path, sink: EventSink) -> None:
+def _compile(model: Any, cache_dir: Path, cached: bool, sink: EventSink) -> bool:
     layers = compile_layers(model, cache_dir)
-    if layers:
-        sink.log(
-            f"Compiling the model's {layers} layers for this CPU: faster steps for a long run; the first steps "
-            "wait for the compiler (up to two minutes the first time, 10-20 s once cached)"
-        )
-    else:
+    if not layers:
         sink.log("torch.compile does not work on this machine (no C++ compiler?): training runs uncompiled", "warn")
+        return False
+    wait = "10-20 s: an earlier run's kernels are cached" if cached else "up to a few minutes the first time"
+    sink.log(
+        f"Compiling the model's {layers} layers for this CPU: faster steps for a long run; the first steps wait for "
+        f"the compiler ({wait})"
+    )
+    return True
 
 
 def model_family(name: str, model_dir: Path) -> Family:

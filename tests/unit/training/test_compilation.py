@@ -6,16 +6,21 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 import torch._dynamo
 
+from localft.settings import Settings
 from localft.training import Hyperparameters, TrainSpec, run_training
 from localft.training.compilation import (
     COMPILE_MIN_TOKENS,
+    COMPILE_MIN_TOKENS_CACHED,
     compile_layers,
+    compiled_before,
     compiler_works,
+    remember_compiled,
     repeated_layers,
     should_compile,
 )
@@ -35,10 +40,13 @@ def _graphs() -> int:
 
 
 def test_auto_compiles_llm_runs_long_enough_to_repay_it_on_the_cpu_only() -> None:
-    llm = COMPILE_MIN_TOKENS["causal_lm"]
-    assert llm is not None
+    llm, cached = COMPILE_MIN_TOKENS["causal_lm"], COMPILE_MIN_TOKENS_CACHED["causal_lm"]
+    assert llm is not None and cached is not None and cached < llm
     assert should_compile("auto", "causal_lm", llm, "cpu")
     assert not should_compile("auto", "causal_lm", llm - 1, "cpu")
+    assert should_compile("auto", "causal_lm", cached, "cpu", cached=True)  # an earlier run's kernels are cached
+    assert not should_compile("auto", "causal_lm", cached - 1, "cpu", cached=True)
+    assert not should_compile("auto", "causal_lm", cached, "cpu", cached=False)
     assert not should_compile("auto", "encoder", 10**9, "cpu")  # an encoder's steps gained too little
     assert should_compile("on", "encoder", 1, "cpu")
     assert not should_compile("off", "causal_lm", 10**9, "cpu")
@@ -72,6 +80,22 @@ def _loss_and_grads(
     return value.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
 
 
+def _count_compiled_calls(model: torch.nn.Module) -> list[int]:
+    """Per layer, how many passes run its compiled forward from now on."""
+    calls: list[int] = []
+    for i, layer in enumerate(repeated_layers(model)):
+        calls.append(0)
+        passes: Any = layer.forward
+        compiled = passes.compiled
+
+        def counting(*args: Any, _layer: int = i, _compiled: Any = compiled, **kwargs: Any) -> Any:
+            calls[_layer] += 1
+            return _compiled(*args, **kwargs)
+
+        passes.compiled = counting
+    return calls
+
+
 def test_compiled_lora_layers_give_the_eager_loss_and_gradients(tiny_causal_lm: Path) -> None:
     ids = torch.randint(0, 100, (3, 14), generator=torch.Generator().manual_seed(0))
     mask = torch.ones_like(ids)
@@ -87,8 +111,11 @@ def test_compiled_lora_layers_give_the_eager_loss_and_gradients(tiny_causal_lm: 
     eager_loss, eager_grads = _loss_and_grads(model, loss)
     graphs = _graphs()
     assert compile_layers(model) == len(repeated_layers(model)) > 0
+    calls = _count_compiled_calls(model)
     compiled_loss, compiled_grads = _loss_and_grads(model, loss)
     assert _graphs() > graphs  # the layers really ran compiled
+    # ...but the first: its input has no gradient (frozen embedding), a variant not worth compiling.
+    assert calls[0] == 0 and calls[1:] == [1] * (len(calls) - 1)
     torch.testing.assert_close(compiled_loss, eager_loss, rtol=1e-5, atol=1e-6)
     assert len(compiled_grads) == len(eager_grads) > 0
     for compiled, eager in zip(compiled_grads, eager_grads, strict=True):
@@ -123,8 +150,10 @@ def test_compiled_encoder_layers_draw_the_eager_dropout_masks(tiny_encoder: Path
     eager_loss, eager_grads = _loss_and_grads(model, loss)
     graphs = _graphs()
     assert compile_layers(model) == len(repeated_layers(model)) > 0
+    calls = _count_compiled_calls(model)
     compiled_loss, compiled_grads = _loss_and_grads(model, loss)
     assert _graphs() > graphs  # the layers really ran compiled
+    assert calls == [1] * len(calls)  # full fine-tuning: every layer's input has a gradient
     torch.testing.assert_close(compiled_loss, eager_loss, rtol=1e-5, atol=1e-6)
     for compiled, eager in zip(compiled_grads, eager_grads, strict=True):
         torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-6)
@@ -173,10 +202,16 @@ def test_a_run_with_compiling_on_says_so_and_trains(
         hyperparameters=hp,
         compile_layers="on",
     )
+    cache = Settings.from_env().cache_dir
+    assert not compiled_before(cache, str(tiny_causal_lm))  # a model folder of this session: never compiled
     result = run_training(spec, sink)
     assert result.steps == 18
     assert any(m.startswith("Compiling the model's 2 layers") for m in sink.messages), sink.messages
+    assert any("the first time" in m for m in sink.messages), sink.messages
     assert sink.metrics[-1].train_loss < sink.metrics[0].train_loss
+    # Its kernels are cached now: the next run of this model compiles from `COMPILE_MIN_TOKENS_CACHED` tokens.
+    assert compiled_before(cache, str(tiny_causal_lm))
+    assert not compiled_before(cache, str(tmp_path / "another-model"))
 
 
 def test_compiled_kernels_are_kept_with_the_model_cache_unless_the_user_chose_a_folder(
@@ -188,6 +223,10 @@ def test_compiled_kernels_are_kept_with_the_model_cache_unless_the_user_chose_a_
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", default_cache_dir())  # what inductor sets on first use
     compile_layers(layers, tmp_path)
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "compiled")
+    remember_compiled(tmp_path, "some-model")
+    assert compiled_before(tmp_path, "some-model")
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))
     compile_layers(layers, tmp_path)
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "mine")
+    # What an earlier run left is remembered with the kernels: in the user's folder, nothing is cached yet.
+    assert not compiled_before(tmp_path, "some-model")
