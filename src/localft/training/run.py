@@ -71,12 +71,9 @@ def run_training(spec: TrainSpec, sink: EventSink) -> TrainResult:
     )
     planned_tokens = hp.n_epochs * sum(learner.tokens(item) for item in train_items)
     cached = compiled_before(cache_dir, resolved_name)
-    compiled = should_compile(spec.compile_layers, family, planned_tokens, device, cached) and _compile(
-        learner.model,  # type: ignore[attr-defined]  # both learners hold one
-        cache_dir,
-        cached,
-        sink,
-    )
+    compiled = False
+    if should_compile(spec.compile_layers, family, planned_tokens, device, cached):
+        compiled = _compile(learner.model, cache_dir, cached, sink)  # type: ignore[attr-defined]  # both learners hold one
 
     def meta_for(step: int, epoch: int, metrics: dict[str, Any]) -> CheckpointMeta:
         return CheckpointMeta(
