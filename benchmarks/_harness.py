@@ -148,6 +148,20 @@ def attention_dropout_switch(model: Any) -> Callable[[bool], None]:
     return switch
 
 
+def word_embeddings_switch(model: Any) -> Callable[[bool], None]:
+    """Switches whether an encoder's word embeddings train: on, as the engine chose
+    (`encoder_head.TRAIN_WORD_EMBEDDINGS`), off, the other way. `bench_training --alternate word-embeddings` uses
+    it."""
+    from localft.training.encoder_head import TRAIN_WORD_EMBEDDINGS
+
+    weight = model.get_input_embeddings().weight
+
+    def switch(on: bool) -> None:
+        weight.requires_grad_(TRAIN_WORD_EMBEDDINGS if on else not TRAIN_WORD_EMBEDDINGS)
+
+    return switch
+
+
 def write_chat_jsonl(path: Path, rows: Sequence[tuple[str, str]], system: str | None) -> Path:
     """Chat fine-tuning lines: optional system prompt, the text as the user, the answer as the assistant."""
     path.parent.mkdir(parents=True, exist_ok=True)

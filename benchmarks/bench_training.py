@@ -2,7 +2,7 @@
 
     .venv/bin/python -m benchmarks.bench_training [--steps 6] [--threads 2] [--only NAME ...] [--rounds N]
                                                   [--lengths] [--alternate SWITCH] [--real-runs N]
-    SWITCH: kernels, skip-adapter-casts, compiled (LLMs); attention-dropout (encoders)
+    SWITCH: kernels, skip-adapter-casts, compiled (LLMs); attention-dropout, word-embeddings (encoders)
 
 Each configuration runs in its own process (so peak RSS is its own) with two threads, on real tweets from
 ../shared/datasets/twitter_airline_sentiment rendered as chat classification examples. LLM rows use batches of 8
@@ -37,6 +37,7 @@ from benchmarks._harness import (
     compiled_switch,
     kernels_switch,
     skip_casts_switch,
+    word_embeddings_switch,
 )
 
 if TYPE_CHECKING:
@@ -236,6 +237,7 @@ SWITCHES = {
     "skip-adapter-casts": skip_casts_switch,
     "compiled": compiled_switch,
     "attention-dropout": attention_dropout_switch,
+    "word-embeddings": word_embeddings_switch,
 }
 """Speed-ups `--alternate` can switch off and on again in one process, on one learner."""
 

@@ -148,6 +148,29 @@ def test_attention_dropout_is_the_engines_and_the_rest_the_models(
     assert own == pretrained.attention_probs_dropout_prob
 
 
+def test_frozen_word_embeddings_stay_as_they_were(
+    tiny_encoder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`TRAIN_WORD_EMBEDDINGS = False` (measured in neither speed nor accuracy yet: `bench_encoder_choices`) leaves
+    the word embedding matrix out of the trained weights; the rest of the model still trains."""
+    from localft.training.dataset import read_examples
+    from localft.training.loop import Plan, TrainLoop
+
+    monkeypatch.setattr(encoder_head, "TRAIN_WORD_EMBEDDINGS", False)
+    task = detect_task(["positive", "negative"] * 5)
+    learner = EncoderLearner(tiny_encoder, _load_tokenizer(tiny_encoder), task, "cpu", max_length=32)
+    words = learner.model.get_input_embeddings().weight
+    assert all(p is not words for p in learner.trainable_parameters())
+    before = words.detach().clone()
+    classifier = learner.model.classifier.weight.detach().clone()
+    items = learner.make_items(read_examples(write_jsonl(tmp_path / "t.jsonl", sentiment_records(1))))
+    plan = Plan(n_epochs=1, batch_size=len(items), learning_rate=1e-3, seed=0, tokens_per_forward=1 << 20)
+    loop = TrainLoop(learner, items, [], plan, ListSink(), tmp_path, lambda *a: None)  # type: ignore[arg-type,return-value]
+    loop._step(items, 0)
+    assert torch.equal(words, before)
+    assert not torch.equal(learner.model.classifier.weight, classifier)
+
+
 def test_other_architectures_keep_their_forward(tiny_causal_lm: Path) -> None:
     from transformers import AutoModelForCausalLM
 

@@ -1,14 +1,16 @@
-"""What the encoder's attention dropout should be: validation accuracy with the model's own (0.1) and without, paired.
+"""Encoder fine-tuning choices that buy speed, against what they cost in accuracy: paired runs on real datasets.
 
-    .venv/bin/python -m benchmarks.bench_attention_dropout [--datasets airline sst2 ...] [--seeds 0 1 2]
+    .venv/bin/python -m benchmarks.bench_encoder_choices [--choice attention-dropout|word-embeddings]
+                                                         [--datasets airline sst2 ...] [--seeds 0 1 2]
 
-Dropping attention weights costs about a tenth of a MiniLM training step on the CPU (`bench_training --alternate
-attention-dropout`); this measures what it buys. Each dataset is fine-tuned with `run_training` (the engine the
-worker calls, `auto` hyperparameters) once per seed and arm, the two arms back to back with the same seed, so a
-pair differs only in the attention dropout (`encoder_head.ATTENTION_DROPOUT`: 0.1 from MiniLM's config, or 0). The
-score is the last epoch's validation (accuracy for single-label data, micro F1 for Jigsaw's multi-label; the engine
-scores a seeded sample of 500 where the validation file is larger); prints one Markdown row per run as it finishes,
-then the mean of each arm and of the paired differences per dataset.
+Each choice is a switch of `localft.training.encoder_head` with two arms: `attention-dropout` drops 10% of the
+attention weights as MiniLM's config asks, or none (`ATTENTION_DROPOUT`); `word-embeddings` trains the word
+embedding matrix or freezes it (`TRAIN_WORD_EMBEDDINGS`). Each dataset is fine-tuned with `run_training` (the engine
+the worker calls, `auto` hyperparameters) once per seed and arm, the two arms back to back with the same seed, so a
+pair differs only in the choice. The score is the last epoch's validation (accuracy for single-label data, micro F1
+for Jigsaw's multi-label; the engine scores a seeded sample of 500 where the validation file is larger); prints one
+Markdown row per run as it finishes, then the mean of each arm and of the paired differences per dataset. The speed
+side of each choice is `bench_training --alternate attention-dropout|word-embeddings`.
 
 Datasets (from ../shared/datasets, validation held out from training):
 `airline` 600 tweets (200 per class) / the next 600; `sst2` the first 600 of train.tsv / dev.tsv (872);
@@ -26,6 +28,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -36,8 +39,12 @@ from localft.training import Hyperparameters, TrainSpec, run_training
 
 Rows = list[tuple[str, str]]
 CACHE = REPO / ".localft-test-cache"
-ARMS: dict[str, float | None] = {"0.1 (MiniLM's)": None, "0 (localft)": 0.0}
-"""Arm name -> `encoder_head.ATTENTION_DROPOUT` (None keeps the model's own)."""
+CHOICES: dict[str, tuple[str, dict[str, Any]]] = {
+    "attention-dropout": ("ATTENTION_DROPOUT", {"0.1 (MiniLM's)": None, "0 (localft)": 0.0}),
+    "word-embeddings": ("TRAIN_WORD_EMBEDDINGS", {"trained": True, "frozen": False}),
+}
+"""Choice -> the `encoder_head` setting it flips, and its two arms (name -> value); the learner reads the setting
+when it loads the model."""
 
 
 def _per_label(rows: Rows, quota: int, skip: int = 0) -> Rows:
@@ -108,20 +115,21 @@ def _score(sink: RecordingSink) -> float | None:
     return metrics.get("accuracy", metrics.get("micro_f1"))
 
 
-def run(dataset: str, seeds: list[int], scores: dict[tuple[str, str], list[float]]) -> None:
+def run(choice: str, dataset: str, seeds: list[int], scores: dict[tuple[str, str], list[float]]) -> None:
     import localft.training.encoder_head as encoder_head
 
+    setting, arms = CHOICES[choice]
     train, valid = LOADERS[dataset]()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         train_file = write_chat_jsonl(folder / "train.jsonl", train, SYSTEM)
         valid_file = write_chat_jsonl(folder / "valid.jsonl", valid, SYSTEM)
         for seed in seeds:
-            for arm, dropout in ARMS.items():
-                encoder_head.ATTENTION_DROPOUT = dropout  # the learner reads it when it loads the model
+            for arm, value in arms.items():
+                setattr(encoder_head, setting, value)
                 sink = RecordingSink()
                 started = time.perf_counter()
-                out = folder / f"{seed}-{dropout}"
+                out = folder / f"{seed}-{arm}"
                 spec = TrainSpec(ENCODER, train_file, out, valid_file, Hyperparameters(), seed=seed, cache_dir=CACHE)
                 run_training(spec, sink)
                 score = _score(sink)
@@ -132,8 +140,8 @@ def run(dataset: str, seeds: list[int], scores: dict[tuple[str, str], list[float
                 print(f"| {dataset} ({len(train)} / {len(valid)}) | {seed} | {arm} | {cell} | {wall:.0f} |", flush=True)
 
 
-def summary(datasets: list[str], scores: dict[tuple[str, str], list[float]]) -> None:
-    first, second = ARMS
+def summary(choice: str, datasets: list[str], scores: dict[tuple[str, str], list[float]]) -> None:
+    first, second = CHOICES[choice][1]
     print(f"\n| data | {first} mean | {second} mean | paired difference, mean (min, max) |\n|---|---|---|---|")
     for dataset in datasets:
         a, b = scores[(dataset, first)], scores[(dataset, second)]
@@ -148,14 +156,17 @@ def summary(datasets: list[str], scores: dict[tuple[str, str], list[float]]) -> 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--choice", nargs="*", default=list(CHOICES), choices=list(CHOICES))
     parser.add_argument("--datasets", nargs="*", default=list(LOADERS), choices=list(LOADERS))
     parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
     args = parser.parse_args([] if argv is None else argv)  # `python -m benchmarks NAME` keeps its own argv
-    print("| data (train / valid) | seed | attention dropout | validation score | wall s |\n|---|---|---|---|---|")
-    scores: dict[tuple[str, str], list[float]] = defaultdict(list)
-    for dataset in args.datasets:
-        run(dataset, args.seeds, scores)
-    summary(args.datasets, scores)
+    for choice in args.choice:
+        print(f"\n{choice}:\n\n| data (train / valid) | seed | arm | validation score | wall s |")
+        print("|---|---|---|---|---|")
+        scores: dict[tuple[str, str], list[float]] = defaultdict(list)
+        for dataset in args.datasets:
+            run(choice, dataset, args.seeds, scores)
+        summary(choice, args.datasets, scores)
 
 
 if __name__ == "__main__":
