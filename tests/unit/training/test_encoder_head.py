@@ -151,8 +151,8 @@ def test_attention_dropout_is_the_engines_and_the_rest_the_models(
 def test_frozen_word_embeddings_stay_as_they_were(
     tiny_encoder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`TRAIN_WORD_EMBEDDINGS = False` (measured in neither speed nor accuracy yet: `bench_encoder_choices`) leaves
-    the word embedding matrix out of the trained weights; the rest of the model still trains."""
+    """`TRAIN_WORD_EMBEDDINGS = False` (not the default: `bench_encoder_choices` measured it) leaves the word
+    embedding matrix out of the trained weights; the rest of the model still trains."""
     from localft.training.dataset import read_examples
     from localft.training.loop import Plan, TrainLoop
 
