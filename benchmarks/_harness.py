@@ -62,11 +62,13 @@ def log(message: str) -> None:
 
 
 class RecordingSink:
-    """The `EventSink` the benchmarks that train in-process hand `run_training`: it keeps the run's log lines, its
-    last epoch-end classification metrics and its last checkpoint's folder, and never asks to stop."""
+    """The `EventSink` the benchmarks that train in-process hand `run_training`: it keeps the run's log lines, when
+    each step's metrics came, its last epoch-end classification metrics and its last checkpoint's folder, and never
+    asks to stop."""
 
     def __init__(self) -> None:
         self.lines: list[str] = []
+        self.metric_times: list[float] = []
         self.metrics: Any = None
         self.checkpoint: Path | None = None
 
@@ -74,6 +76,7 @@ class RecordingSink:
         self.lines.append(message)
 
     def log_metrics(self, metrics: Any) -> None:
+        self.metric_times.append(time.perf_counter())
         if metrics.classification:
             self.metrics = metrics
 

@@ -279,25 +279,6 @@ def _full_logits_loss(learner: Any) -> Any:
     return loss
 
 
-class _StepClock:
-    """An `EventSink` that keeps the time of each step's metrics."""
-
-    def __init__(self) -> None:
-        self.times: list[float] = []
-
-    def log(self, message: str, level: str = "info") -> None:
-        pass
-
-    def log_metrics(self, metrics: Any) -> None:
-        self.times.append(time.perf_counter())
-
-    def on_checkpoint(self, checkpoint: Any) -> None:
-        pass
-
-    def should_stop(self) -> bool:
-        return False
-
-
 def _real_run(base: str, compile_policy: CompilePolicy, comments: int) -> dict[str, Any]:
     """One `run_training` run on real-length data (Jigsaw comments, one epoch, batch 8), in this process."""
     import tempfile
@@ -313,11 +294,11 @@ def _real_run(base: str, compile_policy: CompilePolicy, comments: int) -> dict[s
         hp = Hyperparameters(n_epochs=1, batch_size=8)
         out = Path(tmp) / "out"
         spec = TrainSpec(base, train, out, None, hp, cache_dir=CACHE, save_every_s=None, compile_layers=compile_policy)
-        clock = _StepClock()
+        sink = RecordingSink()
         started = time.perf_counter()
-        result = run_training(spec, clock)
+        result = run_training(spec, sink)
         total = time.perf_counter() - started
-    steps = [b - a for a, b in zip(clock.times, clock.times[1:], strict=False)]
+    steps = [b - a for a, b in zip(sink.metric_times, sink.metric_times[1:], strict=False)]
     return {
         "total": total,
         "tokens": result.trained_tokens,

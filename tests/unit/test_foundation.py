@@ -23,12 +23,17 @@ def test_settings_read_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     assert s.threads == 0
 
 
-def test_an_unknown_compile_policy_is_refused_with_the_variable_name(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LOCALFT_COMPILE", "always")
-    with pytest.raises(ValueError, match="LOCALFT_COMPILE must be one of auto, on, off"):
+@pytest.mark.parametrize(
+    "variable, unknown, field", [("LOCALFT_COMPILE", "always", "compile_layers"), ("LOCALFT_INT8", "fast", "int8")]
+)
+def test_an_unknown_policy_is_refused_with_the_variable_name(
+    variable: str, unknown: str, field: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(variable, unknown)
+    with pytest.raises(ValueError, match=f"{variable} must be one of auto, on, off"):
         Settings.from_env()
-    monkeypatch.setenv("LOCALFT_COMPILE", "off")
-    assert Settings.from_env().compile_layers == "off"
+    monkeypatch.setenv(variable, "off")
+    assert getattr(Settings.from_env(), field) == "off"
 
 
 def test_threads_setting_sets_torch_threads(monkeypatch: pytest.MonkeyPatch) -> None:

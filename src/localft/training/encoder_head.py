@@ -32,12 +32,12 @@ ATTENTION_DROPOUT: float | None = 0.0
 """Dropout on the attention weights while fine-tuning, in place of the model's own (0.1 for MiniLM and MPNet), or
 None to keep the model's. 0 by measurement: steps 1.08-1.25x faster for MiniLM and no accuracy lost on five datasets
 (BENCHMARKS.md, "Defaults and why")."""
+ATTENTION_DROPOUT_FIELDS = ("attention_probs_dropout_prob", "attention_dropout")
+"""Where BERT-like configs (BERT, RoBERTa, MPNet, DeBERTa; DistilBERT, ModernBERT) keep their attention dropout."""
 TRAIN_WORD_EMBEDDINGS = True
 """Whether fine-tuning updates the word embedding matrix (MiniLM: 11.7M of its 22.7M weights) or leaves it frozen.
 Frozen, MiniLM's steps ran 1.15x faster, but scores fell on four of five datasets, by up to half a point on average
 (banking77, Jigsaw): trained by measurement (BENCHMARKS.md, "Defaults and why")."""
-ATTENTION_DROPOUT_FIELDS = ("attention_probs_dropout_prob", "attention_dropout")
-"""Where BERT-like configs (BERT, RoBERTa, MPNet, DeBERTa; DistilBERT, ModernBERT) keep their attention dropout."""
 
 
 @dataclass(frozen=True)

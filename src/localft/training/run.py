@@ -139,7 +139,7 @@ def _compile(model: Any, cache_dir: Path, cached: bool, sink: EventSink) -> bool
     if not layers:
         sink.log("torch.compile does not work on this machine (no C++ compiler?): training runs uncompiled", "warn")
         return False
-    wait = "10-20 s: an earlier run's kernels are cached" if cached else "up to a few minutes the first time"
+    wait = "seconds: an earlier run's kernels are cached" if cached else "up to a few minutes the first time"
     sink.log(
         f"Compiling the model's {layers} layers for this CPU: faster steps for a long run; the first steps wait for "
         f"the compiler ({wait})"

@@ -10,7 +10,6 @@ import pytest
 from localft.inference import precision
 from localft.inference.engine import InferenceEngine
 from localft.inference.types import ChatRequest, ModelArtifact
-from localft.settings import Settings
 
 SENTIMENTS = ["positive", "negative", "neutral"]
 TEXTS = ["the flight was great thanks", "my bag was lost again", "a neutral question about the gate"]
@@ -37,14 +36,6 @@ def test_policy_decides_per_family_device_and_cpu(
 ) -> None:
     monkeypatch.setattr(precision, "native_bf16", lambda device: native_bf16)
     assert precision.int8_applies(policy, family, device) is expected
-
-
-def test_an_unknown_policy_is_refused_with_the_variable_name(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LOCALFT_INT8", "fast")
-    with pytest.raises(ValueError, match="LOCALFT_INT8 must be one of auto, on, off"):
-        Settings.from_env()
-    monkeypatch.setenv("LOCALFT_INT8", "off")
-    assert Settings.from_env().int8 == "off"
 
 
 def test_quantized_causal_lm_keeps_its_logits_and_frees_the_float_weights(tiny_causal_lm: Path) -> None:
