@@ -40,8 +40,9 @@ log = logging.getLogger(__name__)
 COMPILE_MIN_TOKENS: dict[Family, int | None] = {"causal_lm": 200_000, "encoder": None}
 """Training tokens (all epochs) from which `auto` compiles: about where the measured per-token gain repays a cold
 compile (LLM runs on real-length batches: about 175,000 tokens for Gemma 3, 250,000 for SmolLM2; BENCHMARKS.md).
-Cold compiles measured later the same day cost up to twice as much, so this is on the low side there. None: `auto` never compiles that family; MiniLM's steps were 1.02x faster compiled in an in-process A/B once freed
-memory was kept, too little to repay a compile of about half a minute."""
+Cold compiles measured later the same day cost up to twice as much, so this is on the low side there. None: `auto`
+never compiles that family; MiniLM's steps were 1.02x faster compiled in an in-process A/B once freed memory was
+kept, too little to repay a compile of about half a minute."""
 COMPILE_MIN_TOKENS_CACHED: dict[Family, int | None] = {"causal_lm": 50_000, "encoder": None}
 """The same where an earlier run compiled this base model into the same kernel cache (`compiled_before`). Measured
 with a warm cache (BENCHMARKS.md): SmolLM2 runs of 53,887 tokens finished 19-28 s sooner compiled; runs of about
