@@ -195,6 +195,7 @@ def _prepare(config: Config, steps: int, threads: int) -> _Setup:
         from localft.training.compilation import compile_layers
 
         assert compile_layers(learner.model, CACHE), "torch.compile does not work here"
+        learner.compiled_layers = True
     items = [it for it in learner.make_items(examples) if learner.tokens(it) == length]
     plan = Plan(n_epochs=1, batch_size=batch, learning_rate=1e-4, seed=0, tokens_per_forward=1 << 20)
     loop = TrainLoop(learner, items, [], plan, RecordingSink(), Path("/nonexistent"), lambda *a: None)  # type: ignore[arg-type,return-value]

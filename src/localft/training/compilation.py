@@ -50,9 +50,10 @@ with a warm cache (BENCHMARKS.md): SmolLM2 runs of 53,887 tokens finished 19-28 
 CACHE_SUBDIR = "compiled"
 """Inductor's kernels are kept in this folder of the model cache."""
 RECOMPILE_LIMIT = 64
-"""Compiled variants per layer function. The layers share one graph per variant: eager or SDPA attention (by the
-pass's width), with a padding mask or none, sliding-window or global attention layers (Gemma 3), one row or several
-(6 variants in a real-length SmolLM2 run). torch's default of 8 would silently run eager beyond."""
+"""Compiled variants per layer function. The layers share one graph per variant; a default LLM run needs one (any
+number of rows, eager attention at every width up to 512 tokens), but a longer maximum length adds SDPA passes with
+and without a padding mask, and another model's code may branch on more. torch's default of 8 would silently run
+eager beyond."""
 
 
 def should_compile(
@@ -138,8 +139,26 @@ class _TrainingPasses:
         # variant of its own for each kind of batch (5 of the 11 variants of a real-length SmolLM2 run, each seconds
         # to compile) for one layer of many, so that layer runs eager.
         if torch.is_grad_enabled() and (not isinstance(hidden, torch.Tensor) or hidden.requires_grad):
+            if isinstance(hidden, torch.Tensor):
+                _any_number_of_rows(hidden, args[1] if len(args) > 1 else kwargs.get("attention_mask"))
             return self.compiled(*args, **kwargs)
         return self.eager(*args, **kwargs)
+
+
+def _any_number_of_rows(hidden: torch.Tensor, mask: Any) -> None:
+    """Compile a pass's number of rows as a size not known in advance (unbacked), for the hidden states and the
+    attention mask alike (decoder layers take the mask by name, encoder layers second).
+
+    Otherwise dynamo specializes a dimension of size 1 (a one-row pass: the longest examples) and compiles it as a
+    graph of its own, and again for every other kind of pass. With one attention for every width
+    (`kernels.COMPILED_EAGER_MAX_WIDTH`) and this, a real-length SmolLM2 or Gemma 3 run compiles one graph where it
+    compiled five (BENCHMARKS.md)."""
+    from torch._dynamo.decorators import mark_unbacked
+
+    mark_unbacked(hidden, 0, shape_id="rows")
+    # Only a mask with a row per row: one that broadcasts a single row must keep its size 1.
+    if isinstance(mask, torch.Tensor) and mask.dim() > 1 and mask.shape[0] == hidden.shape[0]:
+        mark_unbacked(mask, 0, shape_id="rows")
 
 
 @cache

@@ -66,6 +66,8 @@ class EncoderLearner:
         self.task = task
         self.device = device
         self.max_length = max_length
+        self.compiled_layers = False
+        """Set once `training.compilation` compiled the model's layers: training passes pick attention for them."""
         self.labels = list(task.labels)
         self.thresholds = [0.5] * len(self.labels) if task.multi_label else []
         config = AutoConfig.from_pretrained(
@@ -139,7 +141,7 @@ class EncoderLearner:
         for r, it in enumerate(items):
             ids[r, : len(it.input_ids)] = torch.tensor(it.input_ids)
             mask[r, : len(it.input_ids)] = 1
-        with autocast(self.device), attention_for_width(self.model, width, FAST_EAGER):
+        with autocast(self.device), attention_for_width(self.model, width, FAST_EAGER, self.compiled_layers):
             logits: torch.Tensor = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
         return logits.float()
 

@@ -26,6 +26,12 @@ from torch import nn
 EAGER_MAX_WIDTH = 256
 """Passes up to this many tokens wide run eager attention, wider ones the model's default (SDPA). Measured on
 SmolLM2 LoRA steps (BENCHMARKS.md): eager 1.17x faster at 128 tokens, 1.1-1.4x at 256, even at 384, 0.6x at 512."""
+COMPILED_EAGER_MAX_WIDTH = 512
+"""The same for training passes through compiled layers (`training.compilation`). Compiled, eager attention was the
+faster at every width measured (BENCHMARKS.md): SmolLM2 1.25x SDPA at 128 tokens, 1.27x at 512; Gemma 3 1.13x and
+1.24x. And one attention for every width of a default run (512 tokens at most) means one compiled graph instead of
+one per attention and mask kind. The price is memory: the score matrices grow with the width (a pass of 8 x 512
+tokens peaked at 5.4 GB for SmolLM2 against 3.1 GB with SDPA; a real-length run at 2.8 against 2.5 GB eager)."""
 FAST_EAGER = "localft_eager"
 """The name our eager attention (with the fast dropout) is registered under in transformers."""
 _MASK_STEPS = 1 << 16
@@ -138,12 +144,13 @@ def _register() -> None:
 
 
 @contextmanager
-def attention_for_width(model: Any, width: int, eager: str) -> Iterator[None]:
+def attention_for_width(model: Any, width: int, eager: str, compiled: bool = False) -> Iterator[None]:
     """Within the block, a model on the CPU runs `eager` attention if a pass of `width` tokens is short enough for
-    it to be faster, else its own default. Models that cannot switch (no `AttentionInterface` support) keep their
-    own."""
+    it to be faster, else its own default; `compiled`: the model's layers are compiled, so training passes (with
+    gradients) go through them. Models that cannot switch (no `AttentionInterface` support) keep their own."""
     default = model.config._attn_implementation
-    wanted = eager if width <= EAGER_MAX_WIDTH and _on_cpu(model) else default
+    limit = COMPILED_EAGER_MAX_WIDTH if compiled and torch.is_grad_enabled() else EAGER_MAX_WIDTH
+    wanted = eager if width <= limit and _on_cpu(model) else default
     if wanted == default or not model._can_set_attn_implementation():
         yield
         return

@@ -54,6 +54,8 @@ class CausalLearner:
         self.encoder = encoder
         self.task = task
         self.device = device
+        self.compiled_layers = False
+        """Set once `training.compilation` compiled the model's layers: training passes pick attention for them."""
         base = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
         base.config.use_cache = False
         names = {name.rsplit(".", 1)[-1] for name, _ in base.named_modules()}
@@ -118,7 +120,7 @@ class CausalLearner:
                     cols.append(t - 1)
                     gold.append(it.encoded.labels[t])
         target = torch.tensor(gold, device=self.device)
-        with autocast(self.device), attention_for_width(self._causal, width, "eager"):
+        with autocast(self.device), attention_for_width(self._causal, width, "eager", self.compiled_layers):
             hidden = self._body(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).last_hidden_state
             logits = self._head(hidden[torch.tensor(rows), torch.tensor(cols)]).float()
         if self._softcap:

@@ -73,7 +73,7 @@ def run_training(spec: TrainSpec, sink: EventSink) -> TrainResult:
     cached = compiled_before(cache_dir, resolved_name)
     compiled = False
     if should_compile(spec.compile_layers, family, planned_tokens, device, cached):
-        compiled = _compile(learner.model, cache_dir, cached, sink)  # type: ignore[attr-defined]  # both learners hold one
+        compiled = _compile(learner, cache_dir, cached, sink)
 
     def meta_for(step: int, epoch: int, metrics: dict[str, Any]) -> CheckpointMeta:
         return CheckpointMeta(
@@ -134,11 +134,13 @@ def run_training(spec: TrainSpec, sink: EventSink) -> TrainResult:
     )
 
 
-def _compile(model: Any, cache_dir: Path, cached: bool, sink: EventSink) -> bool:
-    layers = compile_layers(model, cache_dir)
+def _compile(learner: Any, cache_dir: Path, cached: bool, sink: EventSink) -> bool:
+    """Compile the learner's layers (both learners hold a `model` and a `compiled_layers` flag)."""
+    layers = compile_layers(learner.model, cache_dir)
     if not layers:
         sink.log("torch.compile does not work on this machine (no C++ compiler?): training runs uncompiled", "warn")
         return False
+    learner.compiled_layers = True
     wait = "seconds: an earlier run's kernels are cached" if cached else "up to a few minutes the first time"
     sink.log(
         f"Compiling the model's {layers} layers for this CPU: faster steps for a long run; the first steps wait for "

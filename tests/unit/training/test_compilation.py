@@ -128,6 +128,39 @@ def test_compiled_lora_layers_give_the_eager_loss_and_gradients(tiny_causal_lm: 
     assert _graphs() == graphs
 
 
+def test_one_compiled_graph_serves_every_kind_of_training_pass(tiny_causal_lm: Path) -> None:
+    """One row or several, padded or not, short or up to the widest eager width: the layers compile once, and each
+    pass gives the eager loss."""
+    torch._dynamo.reset()  # no graph of another test to reuse
+    model = _lora_model(tiny_causal_lm)
+    model.train()
+    generator = torch.Generator().manual_seed(0)
+    passes = []
+    for rows, width, padded in [(3, 14, True), (1, 9, False), (2, 40, False), (1, 300, False), (4, 512, True)]:
+        ids = torch.randint(0, 100, (rows, width), generator=generator)
+        mask = torch.ones_like(ids)
+        if padded:
+            mask[0, width // 2 :] = 0
+        passes.append((ids, mask))
+
+    def loss(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        with attention_for_width(model, ids.shape[1], "eager", compiled=compiled):  # as the learner runs it
+            out: torch.Tensor = model(input_ids=ids, attention_mask=mask, labels=ids).loss
+        return out
+
+    compiled = False
+    eager = [_loss_and_grads(model, lambda ids=ids, mask=mask: loss(ids, mask)) for ids, mask in passes]
+    compile_layers(model)
+    compiled = True
+    graphs = _graphs()
+    for (ids, mask), (eager_loss, eager_grads) in zip(passes, eager, strict=True):
+        compiled_loss, compiled_grads = _loss_and_grads(model, lambda ids=ids, mask=mask: loss(ids, mask))
+        torch.testing.assert_close(compiled_loss, eager_loss, rtol=1e-5, atol=1e-6)
+        for compiled_grad, eager_grad in zip(compiled_grads, eager_grads, strict=True):
+            torch.testing.assert_close(compiled_grad, eager_grad, rtol=1e-4, atol=1e-6)
+    assert _graphs() == graphs + 1
+
+
 def test_compiled_encoder_layers_draw_the_eager_dropout_masks(tiny_encoder: Path) -> None:
     """With the fast dropout inside the compiled layers, a seeded pass draws the same masks in the same order as
     eager, so the loss and gradients match and a seeded run stays reproducible."""

@@ -141,6 +141,25 @@ def test_only_short_passes_switch_and_the_default_comes_back_after_an_error(
     assert model.config._attn_implementation == "sdpa"
 
 
+def test_training_passes_through_compiled_layers_run_eager_attention_up_to_their_own_width(
+    tiny_causal_lm: Path,
+) -> None:
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_causal_lm)
+    widest = kernels.COMPILED_EAGER_MAX_WIDTH
+    assert widest > kernels.EAGER_MAX_WIDTH
+    with attention_for_width(model, widest, "eager", compiled=True):
+        assert model.config._attn_implementation == "eager"
+    with attention_for_width(model, widest + 1, "eager", compiled=True):
+        assert model.config._attn_implementation == "sdpa"
+    # Passes without gradients do not go through the compiled layers: the uncompiled limit holds for them.
+    with torch.no_grad(), attention_for_width(model, widest, "eager", compiled=True):
+        assert model.config._attn_implementation == "sdpa"
+    with attention_for_width(model, widest, "eager"):
+        assert model.config._attn_implementation == "sdpa"
+
+
 def test_a_model_off_the_cpu_keeps_its_own_attention_and_dropout(tiny_encoder: Path) -> None:
     """The kernels were measured on CPUs; on another device (here `meta`, standing in for a GPU) nothing changes."""
     from transformers import AutoModelForSequenceClassification
