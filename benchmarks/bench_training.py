@@ -15,8 +15,9 @@ layer" rows switch off one of the CPU speed-ups for comparison (`localft.trainin
 `lora_causal.skip_adapter_input_casts`, `encoder_head.first_token_only`); `--rounds 2` alternates the chosen rows
 twice, each in its own process. `--alternate SWITCH` instead switches one speed-up off and on again on one learner
 in one process, `--rounds` times (default 6): the fairest A/B on a noisy machine. `--real-runs N` instead trains
-whole runs (`run_training`, N Jigsaw comments of real lengths, one epoch) compiled and eager, alternating: what
-compiling costs and saves in a run. Prints Markdown tables; timings are medians.
+whole runs (`run_training`, N Jigsaw comments of real lengths, one epoch) eager and compiled with an empty and a warm
+kernel cache, in alternating orders: what compiling costs and saves in a run. Prints Markdown tables; timings are
+medians.
 First, a table of example lengths in tokens on the shared datasets (the input for the truncation default).
 """
 
@@ -280,8 +281,10 @@ def _full_logits_loss(learner: Any) -> Any:
     return loss
 
 
-def _real_run(base: str, compile_policy: CompilePolicy, comments: int) -> dict[str, Any]:
-    """One `run_training` run on real-length data (Jigsaw comments, one epoch, batch 8), in this process."""
+def _real_run(base: str, compile_policy: CompilePolicy, comments: int, kernel_cache: str | None) -> dict[str, Any]:
+    """One `run_training` run on real-length data (Jigsaw comments, one epoch, batch 8), in this process, with
+    inductor's kernels in `kernel_cache` (None: the benchmarks' model cache)."""
+    import os
     import tempfile
 
     from torch._dynamo.utils import counters
@@ -290,6 +293,8 @@ def _real_run(base: str, compile_policy: CompilePolicy, comments: int) -> dict[s
     from benchmarks.bench_jigsaw import SYSTEM, splits
     from localft.training import Hyperparameters, TrainSpec, run_training
 
+    if kernel_cache is not None:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = kernel_cache  # compilation.kernel_cache honours the user's folder
     with tempfile.TemporaryDirectory() as tmp:
         train = write_chat_jsonl(Path(tmp) / "train.jsonl", splits()["train"][:comments], SYSTEM)
         hp = Hyperparameters(n_epochs=1, batch_size=8)
@@ -304,26 +309,37 @@ def _real_run(base: str, compile_policy: CompilePolicy, comments: int) -> dict[s
         "total": total,
         "tokens": result.trained_tokens,
         "graphs": int(counters["stats"]["unique_graphs"]),
-        "later_steps": sum(steps[3:]),  # from the 5th step: most variants are compiled by then
+        "later_steps": sum(steps[3:]),  # from the 5th step: compiling is over by then
+        "peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2,
     }
 
 
 def real_runs(models: list[str], comments: int, rounds: int) -> None:
-    """Whole runs on real-length batches, eager and compiled, alternating, each in its own process: what compiling
-    costs and saves in a run (inductor's cache is .localft-test-cache/compiled: delete it for a cold start)."""
+    """Whole runs on real-length batches, each in its own process: eager, compiled with an empty kernel cache
+    (cold) and compiled again with the kernels that cold run left (warm), in alternating orders. What compiling costs
+    and saves in a run: the input of `compilation.COMPILE_MIN_TOKENS` and `COMPILE_MIN_TOKENS_CACHED`."""
+    import shutil
+    import tempfile
+
     context = multiprocessing.get_context("spawn")
-    print("| model | compile | tokens | total s | compiled graphs | steps from the 5th, s |\n|---|---|---|---|---|---|")
+    print(
+        "| model | compile | tokens | total s | compiled graphs | steps from the 5th, s | peak RSS GB |\n"
+        "|---|---|---|---|---|---|---|"
+    )
     for base in models:
         for r in range(rounds):
-            policies: tuple[CompilePolicy, ...] = ("on", "off") if r % 2 == 0 else ("off", "on")
-            for policy in policies:
+            kernels = tempfile.mkdtemp(prefix="localft-bench-kernels-")
+            arms = ["cold", "warm", "eager"] if r % 2 == 0 else ["eager", "cold", "warm"]
+            for arm in arms:
+                policy: CompilePolicy = "off" if arm == "eager" else "on"
                 with context.Pool(1) as pool:
-                    run = pool.apply(_real_run, (base, policy, comments))
+                    run = pool.apply(_real_run, (base, policy, comments, kernels))
                 print(
-                    f"| {base} | {policy} | {run['tokens']} | {run['total']:.1f} | {run['graphs']} | "
-                    f"{run['later_steps']:.1f} |",
+                    f"| {base} | {arm} | {run['tokens']} | {run['total']:.1f} | {run['graphs']} | "
+                    f"{run['later_steps']:.1f} | {run['peak_gb']:.1f} |",
                     flush=True,
                 )
+            shutil.rmtree(kernels, ignore_errors=True)
 
 
 LENGTH_SOURCES: dict[str, tuple[str, str, str]] = {
@@ -390,7 +406,7 @@ def main(argv: list[str] | None = None) -> None:
         "--real-runs",
         type=int,
         metavar="COMMENTS",
-        help="only whole runs on this many Jigsaw comments, compiled and eager (the LLMs; --rounds, default 2)",
+        help="only whole runs on this many Jigsaw comments: eager, compiled cold and warm (LLMs; --rounds, default 2)",
     )
     args = parser.parse_args([] if argv is None else argv)  # `python -m benchmarks NAME` keeps its own argv
     context = multiprocessing.get_context("spawn")

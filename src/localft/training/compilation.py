@@ -7,12 +7,14 @@ work into a few C++ loops around the same matrix-multiply kernels: LoRA steps 1.
 Gemma 3 in in-process A/Bs (BENCHMARKS.md, "Training speed", compiled layers); MiniLM's steps only 1.02x, so `auto`
 leaves encoders eager.
 
-Compiling is not free: from 30 s to over three minutes at the start of a run with an empty cache on two cores (one
-graph per kind of batch), 3-15 s over a run once inductor's kernels are cached (on disk, in the model cache folder).
-So `auto` compiles only runs with enough training tokens for the faster steps to repay a cold compile
-(`COMPILE_MIN_TOKENS`), or a warm one where an earlier run compiled the same base model (`COMPILE_MIN_TOKENS_CACHED`,
-`compiled_before`). Only training passes run the compiled
-code: validation and inference (no gradients) run the layers as they are, so their shapes never trigger a
+Compiling is not free: about half a minute at the start of a run with an empty cache on two cores, a few seconds
+once inductor's kernels are cached (on disk, in the model cache folder). So `auto` compiles only runs with enough
+training tokens for the faster steps to repay a cold compile (`COMPILE_MIN_TOKENS`), or a warm one where an earlier
+run compiled the same base model (`COMPILE_MIN_TOKENS_CACHED`, `compiled_before`). One graph serves every training
+pass of a default run: the number of rows is compiled as a size not known in advance, and compiled passes run one
+attention at every width (`kernels.COMPILED_EAGER_MAX_WIDTH`); with a graph per kind of pass (five in a real-length
+run), a cold compile made a SmolLM2 run 87 s longer than eager instead of 25 s. Only training passes run the
+compiled code: validation and inference (no gradients) run the layers as they are, so their shapes never trigger a
 recompilation. A layer is compiled, not the whole model: the layers share one compiled graph, which compiles once
 instead of once per layer, and the embedding and the loss stay eager.
 
@@ -37,16 +39,17 @@ from localft.training.auto import Family
 
 log = logging.getLogger(__name__)
 
-COMPILE_MIN_TOKENS: dict[Family, int | None] = {"causal_lm": 200_000, "encoder": None}
-"""Training tokens (all epochs) from which `auto` compiles: about where the measured per-token gain repays a cold
-compile (LLM runs on real-length batches: about 175,000 tokens for Gemma 3, 250,000 for SmolLM2; BENCHMARKS.md).
-Cold compiles measured later the same day cost up to twice as much, so this is on the low side there. None: `auto`
-never compiles that family; MiniLM's steps were 1.02x faster compiled in an in-process A/B once freed memory was
-kept, too little to repay a compile of about half a minute."""
-COMPILE_MIN_TOKENS_CACHED: dict[Family, int | None] = {"causal_lm": 50_000, "encoder": None}
-"""The same where an earlier run compiled this base model into the same kernel cache (`compiled_before`). Measured
-with a warm cache (BENCHMARKS.md): SmolLM2 runs of 53,887 tokens finished 19-28 s sooner compiled; runs of about
-21,000 tokens 3 s (Gemma 3) and 15 s (SmolLM2) later."""
+COMPILE_MIN_TOKENS: dict[Family, int | None] = {"causal_lm": 100_000, "encoder": None}
+"""Training tokens (all epochs) from which `auto` compiles: above where the measured per-token gain repays a cold
+compile. Whole runs on real-length batches (BENCHMARKS.md, "One compiled graph"): compiled steps saved 0.41 ms per
+token (SmolLM2) and 0.47 (Gemma 3), a cold compile cost about 34 and 39 s, so both break even near 84,000 tokens;
+cold compiles have cost twice as much on other machines of this kind. None: `auto` never compiles that family;
+MiniLM's steps were 1.02x faster compiled in an in-process A/B, too little to repay a compile of about half a
+minute."""
+COMPILE_MIN_TOKENS_CACHED: dict[Family, int | None] = {"causal_lm": 25_000, "encoder": None}
+"""The same where an earlier run compiled this base model into the same kernel cache (`compiled_before`): a warm
+compile cost about 7 s in the same runs, a break-even near 14,000 (Gemma 3) and 17,000 tokens (SmolLM2); a SmolLM2
+run of 21,638 tokens took as long compiled as eager."""
 CACHE_SUBDIR = "compiled"
 """Inductor's kernels are kept in this folder of the model cache."""
 RECOMPILE_LIMIT = 64

@@ -141,7 +141,7 @@ def _compile(learner: Any, cache_dir: Path, cached: bool, sink: EventSink) -> bo
         sink.log("torch.compile does not work on this machine (no C++ compiler?): training runs uncompiled", "warn")
         return False
     learner.compiled_layers = True
-    wait = "seconds: an earlier run's kernels are cached" if cached else "up to a few minutes the first time"
+    wait = "seconds: an earlier run's kernels are cached" if cached else "about half a minute the first time"
     sink.log(
         f"Compiling the model's {layers} layers for this CPU: faster steps for a long run; the first steps wait for "
         f"the compiler ({wait})"
