@@ -139,8 +139,8 @@ class _TrainingPasses:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         hidden = args[0] if args else kwargs.get("hidden_states")
         # Under LoRA the first layer's input has no gradient (the embedding is frozen). Compiled, such an input is a
-        # variant of its own for each kind of batch (5 of the 11 variants of a real-length SmolLM2 run, each seconds
-        # to compile) for one layer of many, so that layer runs eager.
+        # graph of its own (5 of the 11 of a real-length SmolLM2 run when each kind of batch had its own graph), a
+        # compile for one layer of many, so that layer runs eager.
         if torch.is_grad_enabled() and (not isinstance(hidden, torch.Tensor) or hidden.requires_grad):
             if isinstance(hidden, torch.Tensor):
                 _any_number_of_rows(hidden, args[1] if len(args) > 1 else kwargs.get("attention_mask"))
