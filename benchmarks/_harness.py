@@ -9,6 +9,8 @@ with the same suffix and base model is reused, so an interrupted benchmark conti
 
 from __future__ import annotations
 
+import csv
+import itertools
 import json
 import os
 import platform
@@ -163,6 +165,13 @@ def word_embeddings_switch(model: Any) -> Callable[[bool], None]:
         weight.requires_grad_(TRAIN_WORD_EMBEDDINGS if on else not TRAIN_WORD_EMBEDDINGS)
 
     return switch
+
+
+def dataset_rows(path: str, limit: int | None = None, **reader: Any) -> list[dict[str, str]]:
+    """The rows of a CSV or TSV file of ../shared/datasets (`path` below it), the first `limit` of them; `reader`:
+    `csv.DictReader`'s options the file needs (`delimiter`, `quoting`)."""
+    with (DATASETS / path).open(newline="", encoding="utf-8") as f:
+        return list(itertools.islice(csv.DictReader(f, **reader), limit))
 
 
 def write_chat_jsonl(path: Path, rows: Sequence[tuple[str, str]], system: str | None) -> Path:

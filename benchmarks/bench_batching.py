@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks._harness import DATASETS, RecordingSink, kernels_switch
+from benchmarks._harness import DATASETS, RecordingSink, dataset_rows, kernels_switch
 from benchmarks.bench_inference import grouping_switch
 
 CACHE = Path(__file__).resolve().parent.parent / ".localft-test-cache"
@@ -228,7 +228,6 @@ def _run_model(base: str, steps: int, threads: int) -> dict[str, Any]:
 
 def _inference_ab(base: str, threads: int) -> list[dict[str, Any]]:
     """Texts classified per second in batches of 8 by inference's scorer, one padded pass vs grouped by length."""
-    import csv
 
     import pandas as pd
     import torch
@@ -239,8 +238,7 @@ def _inference_ab(base: str, threads: int) -> list[dict[str, Any]]:
 
     use_threads(threads)
     apply_threads()
-    with (DATASETS / "sst2" / "dev.tsv").open(newline="", encoding="utf-8") as f:
-        sst2 = [row["sentence"] for _, row in zip(range(64), csv.DictReader(f, delimiter="\t"), strict=False)]
+    sst2 = [row["sentence"] for row in dataset_rows("sst2/dev.tsv", 64, delimiter="\t")]
     pool = pd.read_csv(DATASETS / "jigsaw_toxic" / "data_pools" / "train.a.ok.1k.csv")
     jigsaw = pool["comment_text"].astype(str).sample(n=64, random_state=0).tolist()
     model_dir, tokenizer = local_model_dir(base, CACHE), load_tokenizer(base, CACHE)

@@ -14,13 +14,12 @@ Datasets: `airline` = the tutorial's 100 balanced training tweets, validated on 
 from __future__ import annotations
 
 import argparse
-import csv
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks._harness import DATASETS, ENCODER, LLM, RecordingSink, write_chat_jsonl
+from benchmarks._harness import ENCODER, LLM, RecordingSink, dataset_rows, write_chat_jsonl
 from localft.training import Hyperparameters, TrainSpec, run_training
 
 SYSTEMS = {
@@ -34,9 +33,8 @@ def airline_split(held_out_per_class: int = 50) -> tuple[list[tuple[str, str]], 
     """The tutorial's 100 training tweets (the first 34/33/33 of each class) and the next N of each class."""
     quota = {"neutral": 34, "positive": 33, "negative": 33}
     by_label: dict[str, list[tuple[str, str]]] = {label: [] for label in quota}
-    with (DATASETS / "twitter_airline_sentiment" / "Tweets.csv").open(newline="", encoding="utf-8") as f:
-        for row in csv.DictReader(f):
-            by_label[row["airline_sentiment"]].append((row["text"], row["airline_sentiment"]))
+    for row in dataset_rows("twitter_airline_sentiment/Tweets.csv"):
+        by_label[row["airline_sentiment"]].append((row["text"], row["airline_sentiment"]))
     train = [row for label, n in quota.items() for row in by_label[label][:n]]
     valid = [row for label, n in quota.items() for row in by_label[label][n : n + held_out_per_class]]
     return train, valid
@@ -44,8 +42,7 @@ def airline_split(held_out_per_class: int = 50) -> tuple[list[tuple[str, str]], 
 
 def _emotion() -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     def read(name: str) -> list[tuple[str, str]]:
-        with (DATASETS / "emotion" / name).open(newline="", encoding="utf-8") as f:
-            return [(row["text"], row["label_name"]) for row in csv.DictReader(f, delimiter=";")]
+        return [(row["text"], row["label_name"]) for row in dataset_rows(f"emotion/{name}", delimiter=";")]
 
     train: list[tuple[str, str]] = []
     counts: dict[str, int] = {}

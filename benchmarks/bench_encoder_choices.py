@@ -32,7 +32,7 @@ from typing import Any
 
 import pandas as pd
 
-from benchmarks._harness import DATASETS, ENCODER, REPO, RecordingSink, write_chat_jsonl
+from benchmarks._harness import ENCODER, REPO, RecordingSink, dataset_rows, write_chat_jsonl
 from benchmarks.bench_jigsaw import POOLS
 from benchmarks.bench_jigsaw import answer as jigsaw_answer
 from localft.training import Hyperparameters, TrainSpec, run_training
@@ -58,32 +58,28 @@ def _per_label(rows: Rows, quota: int, skip: int = 0) -> Rows:
 
 
 def airline() -> tuple[Rows, Rows]:
-    with (DATASETS / "twitter_airline_sentiment" / "Tweets.csv").open(newline="", encoding="utf-8") as f:
-        rows = [(row["text"], row["airline_sentiment"]) for row in csv.DictReader(f)]
+    rows = [(row["text"], row["airline_sentiment"]) for row in dataset_rows("twitter_airline_sentiment/Tweets.csv")]
     return _per_label(rows, 200), _per_label(rows, 200, skip=200)
 
 
 def sst2() -> tuple[Rows, Rows]:
     def read(name: str) -> Rows:
-        with (DATASETS / "sst2" / name).open(newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-            return [(row["sentence"].strip(), "positive" if row["label"] == "1" else "negative") for row in reader]
+        rows = dataset_rows(f"sst2/{name}", delimiter="\t", quoting=csv.QUOTE_NONE)
+        return [(row["sentence"].strip(), "positive" if row["label"] == "1" else "negative") for row in rows]
 
     return read("train.tsv")[:600], read("dev.tsv")
 
 
 def emotion() -> tuple[Rows, Rows]:
     def read(name: str) -> Rows:
-        with (DATASETS / "emotion" / name).open(newline="", encoding="utf-8") as f:
-            return [(row["text"], row["label_name"]) for row in csv.DictReader(f, delimiter=";")]
+        return [(row["text"], row["label_name"]) for row in dataset_rows(f"emotion/{name}", delimiter=";")]
 
     return read("train.txt")[:600], read("val.txt")[:600]
 
 
 def banking77() -> tuple[Rows, Rows]:
     def read(name: str) -> Rows:
-        with (DATASETS / "banking77" / name).open(newline="", encoding="utf-8") as f:
-            return [(row["text"], row["category"]) for row in csv.DictReader(f)]
+        return [(row["text"], row["category"]) for row in dataset_rows(f"banking77/{name}")]
 
     return _per_label(read("train.csv"), 10), _per_label(read("test.csv"), 10)
 

@@ -18,7 +18,6 @@ table.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import resource
 import statistics
@@ -30,17 +29,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-SST2 = REPO.parent / "shared" / "datasets" / "sst2" / "dev.tsv"
 CACHE = REPO / ".localft-test-cache"
 SYSTEM = "Classify the sentiment of the movie review as positive or negative."
 LABELS = ["positive", "negative"]
 
 
 def _sentences(limit: int) -> list[str]:
-    with SST2.open(newline="") as f:
-        return [
-            row["sentence"].strip() for _, row in zip(range(limit), csv.DictReader(f, delimiter="\t"), strict=False)
-        ]
+    from benchmarks._harness import dataset_rows
+
+    return [row["sentence"].strip() for row in dataset_rows("sst2/dev.tsv", limit, delimiter="\t")]
 
 
 def _lora_checkpoint(base_dir: Path, folder: Path) -> Path:

@@ -10,10 +10,9 @@ labels would feed one by one, the prefix-tree nodes actually fed, seconds per pr
 from __future__ import annotations
 
 import argparse
-import csv
 import time
 
-from benchmarks._harness import DATASETS, LLM
+from benchmarks._harness import LLM, dataset_rows
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -30,8 +29,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args([] if argv is None else argv)
     torch.set_num_threads(args.threads)
-    with (DATASETS / "banking77" / "test.csv").open(newline="", encoding="utf-8") as f:
-        rows_in = list(csv.DictReader(f))
+    rows_in = dataset_rows("banking77/test.csv")
     labels = sorted({row["category"] for row in rows_in})
     queries = [row["text"] for row in rows_in[: args.prompts]]
     folder = local_model_dir(LLM, Settings.from_env().cache_dir)

@@ -20,7 +20,6 @@ Datasets: `airline` = the tutorial's 100 balanced training tweets, tested on the
 from __future__ import annotations
 
 import argparse
-import csv
 import statistics
 import tempfile
 import time
@@ -28,7 +27,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from benchmarks._harness import DATASETS, ENCODER, LLM, RecordingSink, write_chat_jsonl
+from benchmarks._harness import ENCODER, LLM, RecordingSink, dataset_rows, write_chat_jsonl
 from benchmarks.bench_defaults import airline_split
 from benchmarks.bench_inference import throughput
 
@@ -42,11 +41,10 @@ def _banking77() -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     def read(name: str, per_intent: int) -> list[tuple[str, str]]:
         taken: dict[str, int] = defaultdict(int)
         rows = []
-        with (DATASETS / "banking77" / name).open(newline="", encoding="utf-8") as f:
-            for row in csv.DictReader(f):
-                if taken[row["category"]] < per_intent:
-                    taken[row["category"]] += 1
-                    rows.append((row["text"], row["category"]))
+        for row in dataset_rows(f"banking77/{name}"):
+            if taken[row["category"]] < per_intent:
+                taken[row["category"]] += 1
+                rows.append((row["text"], row["category"]))
         return rows
 
     return read("train.csv", 10), read("test.csv", 5)
@@ -93,8 +91,7 @@ def measure(base: str, checkpoint: Path, test: list[tuple[str, str]], system: st
 
 
 def _tweets(n: int) -> list[str]:
-    with (DATASETS / "twitter_airline_sentiment" / "Tweets.csv").open(newline="", encoding="utf-8") as f:
-        return [row["text"] for _, row in zip(range(n), csv.DictReader(f), strict=False)]
+    return [row["text"] for row in dataset_rows("twitter_airline_sentiment/Tweets.csv", n)]
 
 
 def _variants(model: Any) -> list[tuple[str, Any]]:

@@ -24,7 +24,6 @@ First, a table of example lengths in tokens on the shared datasets (the input fo
 from __future__ import annotations
 
 import argparse
-import csv
 import multiprocessing
 import resource
 import statistics
@@ -36,6 +35,7 @@ from benchmarks._harness import (
     RecordingSink,
     attention_dropout_switch,
     compiled_switch,
+    dataset_rows,
     kernels_switch,
     skip_casts_switch,
     word_embeddings_switch,
@@ -45,7 +45,6 @@ if TYPE_CHECKING:
     from localft.settings import CompilePolicy
 
 REPO = Path(__file__).resolve().parent.parent
-TWEETS = REPO.parent / "shared" / "datasets" / "twitter_airline_sentiment" / "Tweets.csv"
 CACHE = REPO / ".localft-test-cache"
 SYSTEM = "Classify the sentiment of the tweet about a US airline: positive, negative or neutral."
 
@@ -117,10 +116,7 @@ def gemm_ceiling(threads: int) -> str:
 def _examples(n: int) -> list[Any]:
     from localft.training.dataset import ChatExample
 
-    rows = []
-    with TWEETS.open(newline="", encoding="utf-8") as f:
-        for _, row in zip(range(n), csv.DictReader(f), strict=False):
-            rows.append(row)
+    rows = dataset_rows("twitter_airline_sentiment/Tweets.csv", n)
     # Four tweets per example, so every example reaches the length the figures are quoted at, then is truncated.
     return [
         ChatExample(
@@ -366,8 +362,7 @@ def lengths(limit: int = 2000) -> None:
     print("| dataset | examples | p50 | p95 | p99 | max | over 512 |")
     print("|---|---|---|---|---|---|---|")
     for name, (file, column, delimiter) in LENGTH_SOURCES.items():
-        with (TWEETS.parents[1] / file).open(newline="", encoding="utf-8") as f:
-            texts = [row[column] for _, row in zip(range(limit), csv.DictReader(f, delimiter=delimiter), strict=False)]
+        texts = [row[column] for row in dataset_rows(file, limit, delimiter=delimiter)]
         sizes = np.array(
             [
                 len(

@@ -10,12 +10,11 @@ a validation file. Prints the seconds and the classification metrics (an untrain
 from __future__ import annotations
 
 import argparse
-import csv
 import tempfile
 import time
 from pathlib import Path
 
-from benchmarks._harness import DATASETS, LLM, write_chat_jsonl
+from benchmarks._harness import LLM, dataset_rows, write_chat_jsonl
 
 SYSTEM = "Classify the sentiment of this airline tweet: negative, neutral, positive."
 
@@ -35,9 +34,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args([] if argv is None else argv)
     torch.set_num_threads(args.threads)
-    with (DATASETS / "twitter_airline_sentiment" / "Tweets.csv").open(newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        rows = [(row["text"], row["airline_sentiment"]) for _, row in zip(range(args.examples), reader, strict=False)]
+    tweets = dataset_rows("twitter_airline_sentiment/Tweets.csv", args.examples)
+    rows = [(row["text"], row["airline_sentiment"]) for row in tweets]
     with tempfile.TemporaryDirectory() as tmp:
         examples = read_examples(write_chat_jsonl(Path(tmp) / "validation.jsonl", rows, SYSTEM))
     folder = local_model_dir(LLM, Settings.from_env().cache_dir)
