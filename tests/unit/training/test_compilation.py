@@ -128,11 +128,37 @@ def test_compiled_lora_layers_give_the_eager_loss_and_gradients(tiny_causal_lm: 
     assert _graphs() == graphs
 
 
-def test_one_compiled_graph_serves_every_kind_of_training_pass(tiny_causal_lm: Path) -> None:
+def _tiny_gemma3(folder: Path) -> Path:
+    """A 2-layer Gemma 3 (one sliding-window layer of 8 tokens, one global), as the built-in `gemma-3-270m` mixes
+    them: their masks differ."""
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    config = Gemma3TextConfig(
+        vocab_size=100,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=16,
+        query_pre_attn_scalar=16,
+        sliding_window=8,
+        layer_types=["sliding_attention", "full_attention"],
+        max_position_embeddings=512,
+    )
+    torch.manual_seed(0)
+    Gemma3ForCausalLM(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("architecture", ["llama", "gemma3"])
+def test_one_compiled_graph_serves_every_kind_of_training_pass(
+    architecture: str, tiny_causal_lm: Path, tmp_path: Path
+) -> None:
     """One row or several, padded or not, short or up to the widest eager width: the layers compile once, and each
     pass gives the eager loss."""
     torch._dynamo.reset()  # no graph of another test to reuse
-    model = _lora_model(tiny_causal_lm)
+    model = _lora_model(tiny_causal_lm if architecture == "llama" else _tiny_gemma3(tmp_path))
     model.train()
     generator = torch.Generator().manual_seed(0)
     passes = []
@@ -144,8 +170,11 @@ def test_one_compiled_graph_serves_every_kind_of_training_pass(tiny_causal_lm: P
         passes.append((ids, mask))
 
     def loss(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        with attention_for_width(model, ids.shape[1], "eager", compiled=compiled):  # as the learner runs it
-            out: torch.Tensor = model(input_ids=ids, attention_mask=mask, labels=ids).loss
+        # As the learner runs it: the attention by width, and no loss on padding (where a sliding-window layer has no
+        # key to attend to, eager attention and SDPA fill in different nonsense).
+        labels = ids.masked_fill(mask == 0, -100)
+        with attention_for_width(model, ids.shape[1], "eager", compiled=compiled):
+            out: torch.Tensor = model(input_ids=ids, attention_mask=mask, labels=labels).loss
         return out
 
     compiled = False
