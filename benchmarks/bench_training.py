@@ -277,9 +277,9 @@ def _full_logits_loss(learner: Any) -> Any:
     return loss
 
 
-def _real_run(base: str, compile_policy: CompilePolicy, comments: int, kernel_cache: str | None) -> dict[str, Any]:
+def _real_run(base: str, compile_policy: CompilePolicy, comments: int, kernel_cache: str) -> dict[str, Any]:
     """One `run_training` run on real-length data (Jigsaw comments, one epoch, batch 8), in this process, with
-    inductor's kernels in `kernel_cache` (None: the benchmarks' model cache)."""
+    inductor's kernels in the folder `kernel_cache`."""
     import os
     import tempfile
 
@@ -289,8 +289,7 @@ def _real_run(base: str, compile_policy: CompilePolicy, comments: int, kernel_ca
     from benchmarks.bench_jigsaw import SYSTEM, splits
     from localft.training import Hyperparameters, TrainSpec, run_training
 
-    if kernel_cache is not None:
-        os.environ["TORCHINDUCTOR_CACHE_DIR"] = kernel_cache  # compilation.kernel_cache honours the user's folder
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = kernel_cache  # compilation.kernel_cache honours the user's folder
     with tempfile.TemporaryDirectory() as tmp:
         train = write_chat_jsonl(Path(tmp) / "train.jsonl", splits()["train"][:comments], SYSTEM)
         hp = Hyperparameters(n_epochs=1, batch_size=8)
