@@ -42,10 +42,10 @@ log = logging.getLogger(__name__)
 COMPILE_MIN_TOKENS: dict[Family, int | None] = {"causal_lm": 100_000, "encoder": None}
 """Training tokens (all epochs) from which `auto` compiles: above where the measured per-token gain repays a cold
 compile. Whole runs on real-length batches (BENCHMARKS.md, "One compiled graph"): compiled steps saved 0.41 ms per
-token (SmolLM2) and 0.47 (Gemma 3), a cold compile cost about 34 and 39 s, so both break even near 84,000 tokens;
-cold compiles have cost twice as much on other machines of this kind. None: `auto` never compiles that family;
-MiniLM's steps were 1.02x faster compiled in an in-process A/B, too little to repay a compile of about half a
-minute."""
+token (SmolLM2) and 0.47 (Gemma 3), a cold compile cost about 34 and 39 s, so both break even near 84,000 tokens.
+(The earlier compiles of a graph per kind of pass cost twice as much on one machine of this kind as on another; one
+graph has been measured on one machine only.) None: `auto` never compiles that family; MiniLM's steps were 1.02x
+faster compiled in an in-process A/B, too little to repay a compile of about half a minute."""
 COMPILE_MIN_TOKENS_CACHED: dict[Family, int | None] = {"causal_lm": 25_000, "encoder": None}
 """The same where an earlier run compiled this base model into the same kernel cache (`compiled_before`): a warm
 compile cost about 7 s in the same runs, a break-even near 14,000 (Gemma 3) and 17,000 tokens (SmolLM2); a SmolLM2
@@ -154,8 +154,8 @@ def _any_number_of_rows(hidden: torch.Tensor, mask: Any) -> None:
 
     Otherwise dynamo specializes a dimension of size 1 (a one-row pass: the longest examples) and compiles it as a
     graph of its own, and again for every other kind of pass. With one attention for every width
-    (`kernels.COMPILED_EAGER_MAX_WIDTH`) and this, a real-length SmolLM2 or Gemma 3 run compiles one graph where it
-    compiled five (BENCHMARKS.md)."""
+    (`kernels.COMPILED_EAGER_MAX_WIDTH`) and this, a real-length SmolLM2 run compiles one graph where it compiled
+    five, and a Gemma 3 run one as well (BENCHMARKS.md)."""
     from torch._dynamo.decorators import mark_unbacked
 
     mark_unbacked(hidden, 0, shape_id="rows")
