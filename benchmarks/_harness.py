@@ -108,14 +108,16 @@ def kernels_switch(model: Any) -> Callable[[bool], None]:
     return switch
 
 
-def compiled_switch(model: Any) -> Callable[[bool], None]:
-    """Switches `localft.training.compilation` on and off for a model whose layers it wrapped: off, each layer runs
-    its original forward. `bench_training --alternate compiled` uses it."""
+def compiled_switch(learner: Any) -> Callable[[bool], None]:
+    """Switches `localft.training.compilation` on and off for a learner whose layers it wrapped: off, each layer runs
+    its original forward, and the learner picks attention as for uncompiled layers. `bench_training --alternate
+    compiled` uses it."""
     from localft.training.compilation import repeated_layers
 
-    wrapped = [(layer, layer.forward) for layer in repeated_layers(model)]
+    wrapped = [(layer, layer.forward) for layer in repeated_layers(learner.model)]
 
     def switch(on: bool) -> None:
+        learner.compiled_layers = on
         for layer, passes in wrapped:
             layer.forward = passes if on else passes.eager
 
@@ -139,16 +141,33 @@ def attention_dropout_switch(model: Any) -> Callable[[bool], None]:
     and the model's own from its pretrained config (off). `bench_training --alternate attention-dropout` uses it."""
     from localft.training.encoder_head import ATTENTION_DROPOUT, ATTENTION_DROPOUT_FIELDS
 
+    return _dropout_switch(model, ATTENTION_DROPOUT, ATTENTION_DROPOUT_FIELDS, attention=True)
+
+
+def hidden_dropout_switch(model: Any) -> Callable[[bool], None]:
+    """Switches an encoder's hidden-state dropout between the engine's choice (`encoder_head.HIDDEN_DROPOUT`, on)
+    and the model's own from its pretrained config (off). `bench_training --alternate hidden-dropout` uses it."""
+    from localft.training.encoder_head import HIDDEN_DROPOUT, HIDDEN_DROPOUT_FIELDS
+
+    return _dropout_switch(model, HIDDEN_DROPOUT, HIDDEN_DROPOUT_FIELDS, attention=False)
+
+
+def _dropout_switch(model: Any, chosen: float | None, fields: Sequence[str], attention: bool) -> Callable[[bool], None]:
+    """Sets the dropout modules of the attention weights (`attention`) or of the hidden states (the others) to the
+    engine's `chosen` probability (on) or the one the pretrained config gives in `fields` (off)."""
+    from torch import nn
+
     pretrained = type(model.config).from_pretrained(model.config._name_or_path)
-    own = next(float(getattr(pretrained, f)) for f in ATTENTION_DROPOUT_FIELDS if hasattr(pretrained, f))
-    chosen = own if ATTENTION_DROPOUT is None else ATTENTION_DROPOUT
-    layers = [
-        m.dropout for m in model.modules() if type(m).__name__.endswith("SelfAttention") and hasattr(m, "dropout")
-    ]
+    own = next(float(getattr(pretrained, f)) for f in fields if hasattr(pretrained, f))
+    engines = own if chosen is None else chosen
+    in_attention = {
+        id(m.dropout) for m in model.modules() if type(m).__name__.endswith("SelfAttention") and hasattr(m, "dropout")
+    }
+    dropouts = [m for m in model.modules() if isinstance(m, nn.Dropout) and (id(m) in in_attention) == attention]
 
     def switch(on: bool) -> None:
-        for dropout in layers:
-            dropout.p = chosen if on else own
+        for dropout in dropouts:
+            dropout.p = engines if on else own
 
     return switch
 

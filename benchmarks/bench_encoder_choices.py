@@ -1,16 +1,17 @@
 """Encoder fine-tuning choices that buy speed, against what they cost in accuracy: paired runs on real datasets.
 
-    .venv/bin/python -m benchmarks.bench_encoder_choices [--choice attention-dropout|word-embeddings]
+    .venv/bin/python -m benchmarks.bench_encoder_choices [--choice attention-dropout|hidden-dropout|word-embeddings]
                                                          [--datasets airline sst2 ...] [--seeds 0 1 2]
 
 Each choice is a switch of `localft.training.encoder_head` with two arms: `attention-dropout` drops 10% of the
-attention weights as MiniLM's config asks, or none (`ATTENTION_DROPOUT`); `word-embeddings` trains the word
-embedding matrix or freezes it (`TRAIN_WORD_EMBEDDINGS`). Each dataset is fine-tuned with `run_training` (the engine
+attention weights as MiniLM's config asks, or none (`ATTENTION_DROPOUT`); `hidden-dropout` likewise for the hidden
+states (`HIDDEN_DROPOUT`); `word-embeddings` trains the word embedding matrix or freezes it
+(`TRAIN_WORD_EMBEDDINGS`). Each dataset is fine-tuned with `run_training` (the engine
 the worker calls, `auto` hyperparameters) once per seed and arm, the two arms back to back with the same seed, so a
 pair differs only in the choice. The score is the last epoch's validation (accuracy for single-label data, micro F1
 for Jigsaw's multi-label; the engine scores a seeded sample of 500 where the validation file is larger); prints one
 Markdown row per run as it finishes, then the mean of each arm and of the paired differences per dataset. The speed
-side of each choice is `bench_training --alternate attention-dropout|word-embeddings`.
+side of each choice is `bench_training --alternate CHOICE --only minilm-l6`.
 
 Datasets (from ../shared/datasets, validation held out from training):
 `airline` 600 tweets (200 per class) / the next 600; `sst2` the first 600 of train.tsv / dev.tsv (872);
@@ -42,6 +43,7 @@ CACHE = REPO / ".localft-test-cache"
 CHOICES: dict[str, tuple[str, dict[str, Any]]] = {
     "attention-dropout": ("ATTENTION_DROPOUT", {"0.1 (MiniLM's)": None, "0 (localft)": 0.0}),
     "word-embeddings": ("TRAIN_WORD_EMBEDDINGS", {"trained": True, "frozen": False}),
+    "hidden-dropout": ("HIDDEN_DROPOUT", {"0.1 (MiniLM's)": None, "0": 0.0}),
 }
 """Choice -> the `encoder_head` setting it flips, and its two arms (name -> value); the learner reads the setting
 when it loads the model."""

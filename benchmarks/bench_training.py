@@ -2,7 +2,7 @@
 
     .venv/bin/python -m benchmarks.bench_training [--steps 6] [--threads 2] [--only NAME ...] [--rounds N]
                                                   [--lengths] [--alternate SWITCH] [--real-runs N]
-    SWITCH: kernels, skip-adapter-casts, compiled (LLMs); attention-dropout, word-embeddings (encoders)
+    SWITCH: kernels, skip-adapter-casts, compiled (LLMs); attention-dropout, hidden-dropout, word-embeddings (encoders)
 
 Each configuration runs in its own process (so peak RSS is its own) with two threads, on real tweets from
 ../shared/datasets/twitter_airline_sentiment rendered as chat classification examples. LLM rows use batches of 8
@@ -28,6 +28,7 @@ import multiprocessing
 import resource
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -36,6 +37,7 @@ from benchmarks._harness import (
     attention_dropout_switch,
     compiled_switch,
     dataset_rows,
+    hidden_dropout_switch,
     kernels_switch,
     skip_casts_switch,
     word_embeddings_switch,
@@ -70,6 +72,8 @@ class Config(NamedTuple):
     """glibc keeps freed blocks up to 256 MB for reuse (`base_models.reuse_freed_memory`), as training does."""
     own_attention_dropout: bool = False
     """Encoders: the model's own attention dropout (0.1 for MiniLM) instead of `encoder_head.ATTENTION_DROPOUT`."""
+    own_hidden_dropout: bool = False
+    """Encoders: the model's own hidden-state dropout (0.1 for MiniLM) instead of `encoder_head.HIDDEN_DROPOUT`."""
 
 
 CONFIGS: list[Config] = [
@@ -92,6 +96,7 @@ CONFIGS: list[Config] = [
     Config("minilm-l6, SDPA attention + torch dropout", "minilm-l6", kernels=False),
     Config("minilm-l6, every position in the last layer", "minilm-l6", first_token=False),
     Config("minilm-l6, the model's attention dropout (0.1)", "minilm-l6", own_attention_dropout=True),
+    Config("minilm-l6, the model's hidden-state dropout (0.1)", "minilm-l6", own_hidden_dropout=True),
 ]
 
 
@@ -188,6 +193,8 @@ def _prepare(config: Config, steps: int, threads: int) -> _Setup:
         skip_casts_switch(learner.model)(False)
     if config.own_attention_dropout:
         attention_dropout_switch(learner.model)(False)
+    if config.own_hidden_dropout:
+        hidden_dropout_switch(learner.model)(False)
     if config.compiled:
         from localft.training.compilation import compile_layers
 
@@ -230,12 +237,13 @@ def _run_one(config: Config, steps: int, threads: int) -> dict[str, Any]:
     }
 
 
-SWITCHES = {
-    "kernels": kernels_switch,
-    "skip-adapter-casts": skip_casts_switch,
+SWITCHES: dict[str, Callable[[Any], Callable[[bool], None]]] = {
+    "kernels": lambda learner: kernels_switch(learner.model),
+    "skip-adapter-casts": lambda learner: skip_casts_switch(learner.model),
     "compiled": compiled_switch,
-    "attention-dropout": attention_dropout_switch,
-    "word-embeddings": word_embeddings_switch,
+    "attention-dropout": lambda learner: attention_dropout_switch(learner.model),
+    "hidden-dropout": lambda learner: hidden_dropout_switch(learner.model),
+    "word-embeddings": lambda learner: word_embeddings_switch(learner.model),
 }
 """Speed-ups `--alternate` can switch off and on again in one process, on one learner."""
 
@@ -244,7 +252,7 @@ def _alternate(base: str, switch: str, steps: int, threads: int, rounds: int) ->
     """Tokens/s of the engine's default and of the default with `switch` off, alternating on one learner (the
     fairest A/B on a noisy machine: same process, same memory, interleaved in time)."""
     setup = _prepare(Config(base, base, compiled=switch == "compiled"), steps, threads)
-    set_default = SWITCHES[switch](setup.learner.model)  # on = the engine's default (for long runs, if compiled)
+    set_default = SWITCHES[switch](setup.learner)  # on = the engine's default (for long runs, if compiled)
     _step_times(setup, 0, 2)
     rates: dict[bool, list[float]] = {True: [], False: []}
     for r in range(rounds):
@@ -394,7 +402,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--alternate",
         choices=list(SWITCHES),
-        help="only an in-process A/B of one speed-up (the LLMs; --rounds, default 6)",
+        help="only an in-process A/B of one speed-up (the LLMs unless --only names others; --rounds, default 6)",
     )
     parser.add_argument(
         "--real-runs",

@@ -125,27 +125,39 @@ def test_the_last_layer_at_the_first_token_only_gives_the_same_logits_and_gradie
     assert short.bert.encoder.layer[-1].output.dense.weight.grad is not None
 
 
-def test_attention_dropout_is_the_engines_and_the_rest_the_models(
+def test_fine_tuning_drops_nothing_unless_told_to_keep_the_models_dropout(
     tiny_encoder: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Fine-tuning drops no attention weights (`ATTENTION_DROPOUT`, measured in BENCHMARKS.md), keeps the model's
-    hidden-state dropout, and records the choice in the config it saves; None keeps the model's own."""
+    """Fine-tuning drops no attention weights (`ATTENTION_DROPOUT`) and no hidden states (`HIDDEN_DROPOUT`), both
+    measured in BENCHMARKS.md, and records the choice in the config it saves; None keeps the model's own."""
+    from torch import nn
     from transformers import AutoConfig
 
     def learner() -> EncoderLearner:
         task = detect_task(["positive", "negative"] * 5)
         return EncoderLearner(tiny_encoder, _load_tokenizer(tiny_encoder), task, "cpu", max_length=32)
 
+    def dropouts(model: nn.Module) -> dict[str, float]:
+        return {name: m.p for name, m in model.named_modules() if isinstance(m, nn.Dropout)}
+
     pretrained = AutoConfig.from_pretrained(tiny_encoder)
     assert pretrained.attention_probs_dropout_prob > 0 and pretrained.hidden_dropout_prob > 0  # else nothing shows
+    assert encoder_head.ATTENTION_DROPOUT == 0.0 and encoder_head.HIDDEN_DROPOUT == 0.0
     model = learner().model
-    layer = model.bert.encoder.layer[0]
-    assert encoder_head.ATTENTION_DROPOUT == 0.0
-    assert model.config.attention_probs_dropout_prob == 0.0 == layer.attention.self.dropout.p
-    assert layer.attention.output.dropout.p == pretrained.hidden_dropout_prob == model.config.hidden_dropout_prob
+    assert model.config.attention_probs_dropout_prob == 0.0 == model.config.hidden_dropout_prob
+    engines = dropouts(model)
+    # Every dropout of the model: the embeddings', each layer's three, the classifier's.
+    assert len(engines) == 1 + 3 * len(model.bert.encoder.layer) + 1
+    assert set(engines.values()) == {0.0}
+
+    monkeypatch.setattr(encoder_head, "HIDDEN_DROPOUT", None)
+    layer = learner().model.bert.encoder.layer[0]
+    assert layer.attention.self.dropout.p == 0.0
+    assert layer.attention.output.dropout.p == pretrained.hidden_dropout_prob == layer.output.dropout.p
     monkeypatch.setattr(encoder_head, "ATTENTION_DROPOUT", None)
-    own = learner().model.bert.encoder.layer[0].attention.self.dropout.p
-    assert own == pretrained.attention_probs_dropout_prob
+    model = learner().model
+    assert model.bert.encoder.layer[0].attention.self.dropout.p == pretrained.attention_probs_dropout_prob
+    assert model.dropout.p == pretrained.hidden_dropout_prob  # the classifier's follows the hidden states'
 
 
 def test_frozen_word_embeddings_stay_as_they_were(
