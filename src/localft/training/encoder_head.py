@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from localft.base_models.templates import encoder_text
 from localft.eval.metrics import classification_metrics, multilabel_metrics
 from localft.training.dataset import ChatExample
-from localft.training.kernels import FAST_EAGER, attention_for_width, use_fast_dropout
+from localft.training.kernels import attention_for_width, use_fast_dropout
 from localft.training.loop import BatchLoss, Evaluation, autocast
 from localft.training.task import TaskInfo
 
@@ -149,7 +149,7 @@ class EncoderLearner:
         for r, it in enumerate(items):
             ids[r, : len(it.input_ids)] = torch.tensor(it.input_ids)
             mask[r, : len(it.input_ids)] = 1
-        with autocast(self.device), attention_for_width(self.model, width, FAST_EAGER, self.compiled_layers):
+        with autocast(self.device), attention_for_width(self.model, width, compiled=self.compiled_layers):
             logits: torch.Tensor = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
         return logits.float()
 

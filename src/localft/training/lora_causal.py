@@ -120,7 +120,7 @@ class CausalLearner:
                     cols.append(t - 1)
                     gold.append(it.encoded.labels[t])
         target = torch.tensor(gold, device=self.device)
-        with autocast(self.device), attention_for_width(self._causal, width, "eager", self.compiled_layers):
+        with autocast(self.device), attention_for_width(self._causal, width, compiled=self.compiled_layers):
             hidden = self._body(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).last_hidden_state
             logits = self._head(hidden[torch.tensor(rows), torch.tensor(cols)]).float()
         if self._softcap:

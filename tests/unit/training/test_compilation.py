@@ -25,7 +25,7 @@ from localft.training.compilation import (
     should_compile,
 )
 from localft.training.encoder_head import first_token_only
-from localft.training.kernels import FAST_EAGER, attention_for_width, fast_dropout, use_fast_dropout
+from localft.training.kernels import attention_for_width, fast_dropout, use_fast_dropout
 
 from .conftest import ListSink
 
@@ -173,7 +173,7 @@ def test_one_compiled_graph_serves_every_kind_of_training_pass(
         # As the learner runs it: the attention by width, and no loss on padding (where a sliding-window layer has no
         # key to attend to, eager attention and SDPA fill in different nonsense).
         labels = ids.masked_fill(mask == 0, -100)
-        with attention_for_width(model, ids.shape[1], "eager", compiled=compiled):
+        with attention_for_width(model, ids.shape[1], compiled=compiled):
             out: torch.Tensor = model(input_ids=ids, attention_mask=mask, labels=labels).loss
         return out
 
@@ -205,7 +205,7 @@ def test_compiled_encoder_layers_draw_the_eager_dropout_masks(tiny_encoder: Path
 
     def loss() -> torch.Tensor:
         torch.manual_seed(3)
-        with attention_for_width(model, ids.shape[1], FAST_EAGER):  # as the learner runs it
+        with attention_for_width(model, ids.shape[1]):  # as the learner runs it
             out: torch.Tensor = model(input_ids=ids, labels=labels).loss
         return out
 

@@ -73,21 +73,67 @@ def test_every_dropout_module_is_swapped_and_keeps_its_probability(tiny_encoder:
     assert not any(type(m) is nn.Dropout for m in model.modules())
 
 
-@pytest.mark.parametrize("heads,kv_heads", [(4, 4), (4, 2)])
-def test_fast_eager_attention_computes_what_sdpa_does(heads: int, kv_heads: int) -> None:
+def _attention_inputs(heads: int, kv_heads: int) -> tuple[torch.Tensor, ...]:
+    """Queries, keys and values laid out as the models make them (a projection's output viewed per head and
+    transposed, so not contiguous), with gradients."""
     torch.manual_seed(0)
-    q = torch.randn(3, heads, 9, 16)
-    k, v = torch.randn(3, kv_heads, 9, 16), torch.randn(3, kv_heads, 9, 16)
+    q, k, v = (torch.randn(3, 9, n, 16).transpose(1, 2).requires_grad_() for n in (heads, kv_heads, kv_heads))
+    return q, k, v
+
+
+def _padding_mask(heads: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch whose second row is padded after 6 tokens: the boolean mask and the additive one, for every head (4D
+    with one head row broadcast, as the models pass it, or one row per head)."""
     keep = torch.ones(3, 9, dtype=torch.bool)
-    keep[1, 6:] = False  # a padded row
+    keep[1, 6:] = False
     additive = torch.zeros(3, 1, 9, 9).masked_fill(~keep[:, None, None, :], torch.finfo(torch.float32).min)
+    return keep, additive if heads == 1 else additive.expand(3, heads, 9, 9).contiguous()
+
+
+@pytest.mark.parametrize("heads,kv_heads", [(4, 4), (4, 2), (4, 1)])
+@pytest.mark.parametrize("mask_heads", [1, 4])
+def test_fast_eager_attention_computes_what_sdpa_does(heads: int, kv_heads: int, mask_heads: int) -> None:
+    """Outputs and gradients, grouped-query attention included (queries stacked per key/value head instead of the
+    keys and values repeated per query head)."""
+    q, k, v = _attention_inputs(heads, kv_heads)
+    keep, additive = _padding_mask(mask_heads)
     module = nn.Module().eval()
-    out, _ = fast_eager_attention(module, q, k, v, additive, scaling=0.3)
+    out, weights = fast_eager_attention(module, q, k, v, additive, scaling=0.3)
     groups = heads // kv_heads
     expected = F.scaled_dot_product_attention(
         q, k.repeat_interleave(groups, 1), v.repeat_interleave(groups, 1), attn_mask=keep[:, None, None, :], scale=0.3
-    )
-    torch.testing.assert_close(out, expected.transpose(1, 2))
+    ).transpose(1, 2)
+    torch.testing.assert_close(out, expected)
+    assert weights.shape == (3, heads, 9, 9)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(3, heads, 9))
+    grad = torch.randn_like(out)
+    ours = torch.autograd.grad(out, (q, k, v), grad)
+    theirs = torch.autograd.grad(expected, (q, k, v), grad)
+    for a, b in zip(ours, theirs, strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_fast_eager_attention_caps_the_scores_where_the_model_asks() -> None:
+    """Gemma 2's soft cap (`softcap`): tanh(scores / cap) * cap before the mask, as transformers' eager attention."""
+    q, k, v = _attention_inputs(4, 2)
+    _, additive = _padding_mask(1)
+    scores = torch.matmul(q, k.repeat_interleave(2, 1).transpose(2, 3)) * 0.3
+    capped = torch.tanh(scores / 5.0) * 5.0 + additive
+    expected = torch.matmul(torch.softmax(capped, -1), v.repeat_interleave(2, 1)).transpose(1, 2)
+    out, _ = fast_eager_attention(nn.Module().eval(), q, k, v, additive, scaling=0.3, softcap=5.0)
+    torch.testing.assert_close(out, expected)
+    uncapped, _ = fast_eager_attention(nn.Module().eval(), q, k, v, additive, scaling=0.3)
+    assert not torch.allclose(uncapped, expected)  # the cap matters at these scores
+
+
+def test_a_row_with_no_key_to_attend_to_stays_finite_in_bf16() -> None:
+    """Padded positions of a sliding-window layer mask every key (fp32's lowest value, which is -inf in bf16): their
+    output must not be NaN, or the next layer spreads it to every position."""
+    q, k, v = (t.detach().bfloat16() for t in _attention_inputs(4, 2))
+    _, additive = _padding_mask(1)
+    additive[1, :, 7, :] = torch.finfo(torch.float32).min  # row 1's query 7 sees no key
+    out, weights = fast_eager_attention(nn.Module().eval(), q, k, v, additive, scaling=0.3)
+    assert torch.isfinite(out).all() and torch.isfinite(weights).all()
 
 
 def _padded_batch(vocab: int) -> tuple[torch.Tensor, torch.Tensor]:
