@@ -29,7 +29,10 @@ from torch import nn
 
 EAGER_MAX_WIDTH = 256
 """Passes up to this many tokens wide run eager attention, wider ones the model's default (SDPA). Measured on
-SmolLM2 LoRA steps (BENCHMARKS.md): eager 1.17x faster at 128 tokens, 1.1-1.4x at 256, even at 384, 0.6x at 512."""
+SmolLM2 LoRA steps (BENCHMARKS.md): transformers' eager attention was 1.17x faster than SDPA at 128 tokens, 1.1-1.4x
+at 256, even at 384, 0.6x at 512. Ours is faster still (1.13x SDPA at 256, 1.23x at 512), but its score matrices grow
+with the square of the width: three passes of 8 x 512 peaked at 8.3-8.7 GB against 5.1 GB with SDPA, too much for a
+laptop, so wider passes keep SDPA."""
 COMPILED_EAGER_MAX_WIDTH = 512
 """The same for training passes through compiled layers (`training.compilation`). Compiled, eager attention was the
 faster at every width measured (BENCHMARKS.md): SmolLM2 1.25x SDPA at 128 tokens, 1.27x at 512; Gemma 3 1.13x and
