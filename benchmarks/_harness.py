@@ -159,7 +159,7 @@ def _dropout_switch(model: Any, chosen: float | None, fields: Sequence[str], att
 
     pretrained = type(model.config).from_pretrained(model.config._name_or_path)
     own = next(float(getattr(pretrained, f)) for f in fields if hasattr(pretrained, f))
-    engines = own if chosen is None else chosen
+    ours = own if chosen is None else chosen
     in_attention = {
         id(m.dropout) for m in model.modules() if type(m).__name__.endswith("SelfAttention") and hasattr(m, "dropout")
     }
@@ -167,7 +167,7 @@ def _dropout_switch(model: Any, chosen: float | None, fields: Sequence[str], att
 
     def switch(on: bool) -> None:
         for dropout in dropouts:
-            dropout.p = engines if on else own
+            dropout.p = ours if on else own
 
     return switch
 

@@ -129,7 +129,7 @@ def fast_eager_attention(
     **kwargs: Any,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Textbook attention over (batch, heads, length, head_dim) tensors with an additive mask, as transformers' eager
-    attention computes it, with the fast dropout on the attention weights and two passes fewer per layer.
+    attention computes it, with the fast dropout on the attention weights and fewer copies.
 
     Grouped-query attention (a key/value head serving several query heads: SmolLM2 3 for 9, Gemma 3 1 for 4) stacks
     each group's queries along the length, so one matrix multiply serves the group, where transformers repeats the
