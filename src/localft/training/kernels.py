@@ -34,13 +34,15 @@ at 256, even at 384, 0.6x at 512. Ours is faster still (1.13x SDPA at 256, 1.23x
 with the square of the width: three passes of 8 x 512 peaked at 8.3-8.7 GB against 5.1 GB with SDPA, too much for a
 laptop, so wider passes keep SDPA."""
 COMPILED_EAGER_MAX_WIDTH = 512
-"""The same for training passes through compiled layers (`training.compilation`). Compiled, eager attention was the
-faster at every width measured (BENCHMARKS.md): SmolLM2 1.25x SDPA at 128 tokens, 1.27x at 512; Gemma 3 1.13x and
-1.24x. And one attention for every width of a default run (512 tokens at most) means one compiled graph instead of
-one per attention and mask kind. The price is memory: the score matrices grow with the width (a pass of 8 x 512
-tokens peaked at 5.4 GB for SmolLM2 against 3.1 GB with SDPA; a real-length run at 2.8 against 2.5 GB eager)."""
+"""The same for training passes through compiled layers (`training.compilation`). Compiled, transformers' eager
+attention (what the LLMs ran before ours) was the faster at every width measured (BENCHMARKS.md): SmolLM2 1.25x SDPA
+at 128 tokens, 1.27x at 512; Gemma 3 1.13x and 1.24x; compiled at 128 tokens, ours ran 1.01x faster than it. And one
+attention for every width of a default run (512 tokens at most) means one compiled graph instead of one per
+attention and mask kind. The price is memory: the score matrices grow with the width (with transformers' eager
+attention, a pass of 8 x 512 tokens peaked at 5.4 GB for SmolLM2 against 3.1 GB with SDPA; a real-length run at 2.8
+against 2.5 GB eager)."""
 FAST_EAGER = "localft_eager"
-"""The name our eager attention (with the fast dropout) is registered under in transformers."""
+"""The name our eager attention (`fast_eager_attention`) is registered under in transformers."""
 _MASK_STEPS = 1 << 16
 
 
@@ -171,14 +173,14 @@ def _register() -> None:
 
 
 @contextmanager
-def attention_for_width(model: Any, width: int, eager: str = FAST_EAGER, compiled: bool = False) -> Iterator[None]:
-    """Within the block, a model on the CPU runs `eager` attention (ours, unless another name is given) if a pass of
-    `width` tokens is short enough for it to be faster, else its own default; `compiled`: the model's layers are
-    compiled, so training passes (with gradients) go through them. Models that cannot switch (no
-    `AttentionInterface` support) keep their own."""
+def attention_for_width(model: Any, width: int, compiled: bool = False) -> Iterator[None]:
+    """Within the block, a model on the CPU runs our eager attention (`FAST_EAGER`) if a pass of `width` tokens is
+    short enough for it to be faster, else its own default; `compiled`: the model's layers are compiled, so training
+    passes (with gradients) go through them. Models that cannot switch (no `AttentionInterface` support) keep their
+    own."""
     default = model.config._attn_implementation
     limit = COMPILED_EAGER_MAX_WIDTH if compiled and torch.is_grad_enabled() else EAGER_MAX_WIDTH
-    wanted = eager if width <= limit and _on_cpu(model) else default
+    wanted = FAST_EAGER if width <= limit and _on_cpu(model) else default
     if wanted == default or not model._can_set_attn_implementation():
         yield
         return

@@ -152,7 +152,7 @@ def test_a_short_pass_of_the_encoder_gives_the_logits_of_its_default_attention(t
     ids, mask = _padded_batch(model.config.vocab_size)
     with torch.no_grad():
         default = model(input_ids=ids, attention_mask=mask).logits
-        with attention_for_width(model, ids.shape[1], FAST_EAGER):
+        with attention_for_width(model, ids.shape[1]):
             assert model.config._attn_implementation == FAST_EAGER
             short = model(input_ids=ids, attention_mask=mask).logits
     assert model.config._attn_implementation == "sdpa"
@@ -166,7 +166,8 @@ def test_a_short_pass_of_the_llm_gives_the_logits_of_its_default_attention(tiny_
     ids, mask = _padded_batch(model.config.vocab_size)
     with torch.no_grad():
         default = model(input_ids=ids, attention_mask=mask).logits
-        with attention_for_width(model, ids.shape[1], "eager"):
+        with attention_for_width(model, ids.shape[1]):
+            assert model.config._attn_implementation == FAST_EAGER
             short = model(input_ids=ids, attention_mask=mask).logits
     keep = mask.bool()  # padded positions are never read
     torch.testing.assert_close(short[keep], default[keep])
@@ -179,10 +180,10 @@ def test_only_short_passes_switch_and_the_default_comes_back_after_an_error(
 
     model = AutoModelForCausalLM.from_pretrained(tiny_causal_lm)
     monkeypatch.setattr(kernels, "EAGER_MAX_WIDTH", 100)
-    with attention_for_width(model, 101, "eager"):
+    with attention_for_width(model, 101):
         assert model.config._attn_implementation == "sdpa"
-    with pytest.raises(RuntimeError), attention_for_width(model, 100, "eager"):
-        assert model.config._attn_implementation == "eager"
+    with pytest.raises(RuntimeError), attention_for_width(model, 100):
+        assert model.config._attn_implementation == FAST_EAGER
         raise RuntimeError("a failed pass")
     assert model.config._attn_implementation == "sdpa"
 
@@ -195,14 +196,14 @@ def test_training_passes_through_compiled_layers_run_eager_attention_up_to_their
     model = AutoModelForCausalLM.from_pretrained(tiny_causal_lm)
     widest = kernels.COMPILED_EAGER_MAX_WIDTH
     assert widest > kernels.EAGER_MAX_WIDTH
-    with attention_for_width(model, widest, "eager", compiled=True):
-        assert model.config._attn_implementation == "eager"
-    with attention_for_width(model, widest + 1, "eager", compiled=True):
+    with attention_for_width(model, widest, compiled=True):
+        assert model.config._attn_implementation == FAST_EAGER
+    with attention_for_width(model, widest + 1, compiled=True):
         assert model.config._attn_implementation == "sdpa"
     # Passes without gradients do not go through the compiled layers: the uncompiled limit holds for them.
-    with torch.no_grad(), attention_for_width(model, widest, "eager", compiled=True):
+    with torch.no_grad(), attention_for_width(model, widest, compiled=True):
         assert model.config._attn_implementation == "sdpa"
-    with attention_for_width(model, widest, "eager"):
+    with attention_for_width(model, widest):
         assert model.config._attn_implementation == "sdpa"
 
 
@@ -212,5 +213,5 @@ def test_a_model_off_the_cpu_keeps_its_own_attention_and_dropout(tiny_encoder: P
 
     model = AutoModelForSequenceClassification.from_pretrained(tiny_encoder, num_labels=3).to("meta")
     assert use_fast_dropout(model) == 0
-    with attention_for_width(model, 8, FAST_EAGER):
+    with attention_for_width(model, 8):
         assert model.config._attn_implementation == "sdpa"
