@@ -40,7 +40,7 @@ def airline_split(held_out_per_class: int = 50) -> tuple[list[tuple[str, str]], 
     return train, valid
 
 
-def _emotion() -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+def emotion() -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     def read(name: str) -> list[tuple[str, str]]:
         return [(row["text"], row["label_name"]) for row in dataset_rows(f"emotion/{name}", delimiter=";")]
 
@@ -53,7 +53,7 @@ def _emotion() -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     return train, read("val.txt")[:150]
 
 
-LOADERS = {"airline": airline_split, "emotion": _emotion}
+LOADERS = {"airline": airline_split, "emotion": emotion}
 
 
 def _value(raw: str) -> Any:

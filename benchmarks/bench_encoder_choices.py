@@ -1,28 +1,38 @@
-"""Encoder fine-tuning choices that buy speed, against what they cost in accuracy: paired runs on real datasets.
+"""Encoder fine-tuning choices judged by the accuracy they give: paired runs on real datasets.
 
-    .venv/bin/python -m benchmarks.bench_encoder_choices [--choice attention-dropout|hidden-dropout|word-embeddings]
-                                                         [--datasets airline sst2 ...] [--seeds 0 1 2]
+    .venv/bin/python -m benchmarks.bench_encoder_choices [--choice attention-dropout|hidden-dropout|word-embeddings|
+                                                          min-steps|head-rate] [--datasets airline sst2 ...]
+                                                         [--seeds 0 1 2] [--values 100 250 ...] [--min-steps N]
 
-Each choice is a switch of `localft.training.encoder_head` with two arms: `attention-dropout` drops 10% of the
-attention weights as MiniLM's config asks, or none (`ATTENTION_DROPOUT`); `hidden-dropout` likewise for the hidden
-states (`HIDDEN_DROPOUT`); `word-embeddings` trains the word embedding matrix or freezes it
-(`TRAIN_WORD_EMBEDDINGS`). Each dataset is fine-tuned with `run_training` (the engine
-the worker calls, `auto` hyperparameters) once per seed and arm, the two arms back to back with the same seed, so a
-pair differs only in the choice. The score is the last epoch's validation (accuracy for single-label data, micro F1
-for Jigsaw's multi-label; the engine scores a seeded sample of 500 where the validation file is larger); prints one
-Markdown row per run as it finishes, then the mean of each arm and of the paired differences per dataset. The speed
-side of each choice is `bench_training --alternate CHOICE --only minilm-l6`.
+Each choice is a module-level setting of the training engine, with two or more arms: `attention-dropout` drops 10% of
+the attention weights as MiniLM's config asks, or none (`encoder_head.ATTENTION_DROPOUT`); `hidden-dropout` likewise for
+the hidden states (`encoder_head.HIDDEN_DROPOUT`); `word-embeddings` trains the word embedding matrix or freezes it
+(`encoder_head.TRAIN_WORD_EMBEDDINGS`); `min-steps` is the number of optimizer steps an encoder's `auto` epochs add up
+to at least (`auto.MIN_ENCODER_STEPS`); `head-rate` multiplies the new classification head's learning rate
+(`encoder_head.NEW_HEAD_LR_SCALE`; here for any number of labels). For these two `--values` picks the arms;
+`--min-steps` sets `auto.MIN_ENCODER_STEPS` for every arm of the other choices. Each dataset is fine-tuned with
+`run_training` (the engine the worker calls, `auto` hyperparameters) once per seed and arm, the arms back to back with
+the same seed, so runs of one seed differ only in the choice. The score is the last epoch's validation (accuracy for
+single-label data, micro F1 for Jigsaw's multi-label; the engine scores a seeded sample of 500 where the validation file
+is larger); prints one Markdown row per run as it finishes, then per dataset the mean of each arm and the paired
+differences of each arm from the first. The speed side of the encoder_head choices is `bench_training --alternate CHOICE
+--only minilm-l6`.
 
 Datasets (from ../shared/datasets, validation held out from training):
 `airline` 600 tweets (200 per class) / the next 600; `sst2` the first 600 of train.tsv / dev.tsv (872);
 `emotion` the first 600 of train.txt / the first 600 of val.txt; `banking77` 10 requests per intent (770) / 10 per
-intent of test.csv (770); `jigsaw` 400 comments (200 with a label, 200 without) / 300 more (150 and 150), multi-label.
+intent of test.csv (770); `jigsaw` 400 comments (200 with a label, 200 without) / 300 more (150 and 150), multi-label;
+`clinc150` 5 requests per intent (750, the 150 in-scope intents of data_full.json) / 5 per intent of its validation
+split; `emotion-2000` the first 2000 of train.txt / the first 600 of val.txt; `airline-100` and `emotion-120` the
+tutorial-sized sets of `bench_defaults` (100 / 150, 120 / 150). The last four run only when named.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import importlib
+import json
 import statistics
 import tempfile
 import time
@@ -33,20 +43,27 @@ from typing import Any
 
 import pandas as pd
 
-from benchmarks._harness import ENCODER, REPO, RecordingSink, dataset_rows, write_chat_jsonl
+import localft.training.encoder_head as encoder_head
+from benchmarks._harness import DATASETS, ENCODER, REPO, RecordingSink, dataset_rows, write_chat_jsonl
+from benchmarks.bench_defaults import airline_split
+from benchmarks.bench_defaults import emotion as tutorial_emotion
 from benchmarks.bench_jigsaw import POOLS
 from benchmarks.bench_jigsaw import answer as jigsaw_answer
 from localft.training import Hyperparameters, TrainSpec, run_training
 
 Rows = list[tuple[str, str]]
 CACHE = REPO / ".localft-test-cache"
-CHOICES: dict[str, tuple[str, dict[str, Any]]] = {
-    "attention-dropout": ("ATTENTION_DROPOUT", {"0.1 (MiniLM's)": None, "0 (localft)": 0.0}),
-    "word-embeddings": ("TRAIN_WORD_EMBEDDINGS", {"trained": True, "frozen": False}),
-    "hidden-dropout": ("HIDDEN_DROPOUT", {"0.1 (MiniLM's)": None, "0": 0.0}),
+CHOICES: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "attention-dropout": ("encoder_head", "ATTENTION_DROPOUT", {"0.1 (MiniLM's)": None, "0 (localft)": 0.0}),
+    "word-embeddings": ("encoder_head", "TRAIN_WORD_EMBEDDINGS", {"trained": True, "frozen": False}),
+    "hidden-dropout": ("encoder_head", "HIDDEN_DROPOUT", {"0.1 (MiniLM's)": None, "0": 0.0}),
+    "min-steps": ("auto", "MIN_ENCODER_STEPS", {"100": 100, "250": 250, "400": 400}),
+    "head-rate": ("encoder_head", "NEW_HEAD_LR_SCALE", {"1": 1.0, "30": 30.0}),
 }
-"""Choice -> the `encoder_head` setting it flips, and its two arms (name -> value); the learner reads the setting
-when it loads the model."""
+"""Choice -> the `localft.training` module and setting it changes, and its arms (name -> value), the first the
+reference; the engine reads these settings when a run starts."""
+NUMERIC: dict[str, Callable[[float], Any]] = {"min-steps": int, "head-rate": float}
+"""The choices whose arms `--values` can set, and the type of their setting."""
 
 
 def _per_label(rows: Rows, quota: int, skip: int = 0) -> Rows:
@@ -72,11 +89,16 @@ def sst2() -> tuple[Rows, Rows]:
     return read("train.tsv")[:600], read("dev.tsv")
 
 
-def emotion() -> tuple[Rows, Rows]:
-    def read(name: str) -> Rows:
-        return [(row["text"], row["label_name"]) for row in dataset_rows(f"emotion/{name}", delimiter=";")]
+def _emotion_rows(name: str) -> Rows:
+    return [(row["text"], row["label_name"]) for row in dataset_rows(f"emotion/{name}", delimiter=";")]
 
-    return read("train.txt")[:600], read("val.txt")[:600]
+
+def emotion() -> tuple[Rows, Rows]:
+    return _emotion_rows("train.txt")[:600], _emotion_rows("val.txt")[:600]
+
+
+def emotion_2000() -> tuple[Rows, Rows]:
+    return _emotion_rows("train.txt")[:2000], _emotion_rows("val.txt")[:600]
 
 
 def banking77() -> tuple[Rows, Rows]:
@@ -84,6 +106,11 @@ def banking77() -> tuple[Rows, Rows]:
         return [(row["text"], row["category"]) for row in dataset_rows(f"banking77/{name}")]
 
     return _per_label(read("train.csv"), 10), _per_label(read("test.csv"), 10)
+
+
+def clinc150() -> tuple[Rows, Rows]:
+    splits = json.loads((DATASETS / "clinc150" / "data_full.json").read_text())
+    return _per_label([tuple(row) for row in splits["train"]], 5), _per_label([tuple(row) for row in splits["val"]], 5)
 
 
 def jigsaw() -> tuple[Rows, Rows]:
@@ -103,7 +130,13 @@ LOADERS: dict[str, Callable[[], tuple[Rows, Rows]]] = {
     "emotion": emotion,
     "banking77": banking77,
     "jigsaw": jigsaw,
+    "clinc150": clinc150,
+    "emotion-2000": emotion_2000,
+    "airline-100": airline_split,
+    "emotion-120": tutorial_emotion,
 }
+STUDY = ["airline", "sst2", "emotion", "banking77", "jigsaw"]
+"""The datasets a study runs unless told otherwise; the others ask if a finding holds for bigger or smaller files."""
 SYSTEM = "Classify the text."
 """Encoders read the user messages only (`base_models.templates.encoder_text`): the system prompt is a formality."""
 
@@ -113,10 +146,13 @@ def _score(sink: RecordingSink) -> float | None:
     return metrics.get("accuracy", metrics.get("micro_f1"))
 
 
-def run(choice: str, dataset: str, seeds: list[int], scores: dict[tuple[str, str], list[float]]) -> None:
-    import localft.training.encoder_head as encoder_head
-
-    setting, arms = CHOICES[choice]
+def run(
+    choice: str, dataset: str, seeds: list[int], scores: dict[tuple[str, str], list[float]], arms: dict[str, Any]
+) -> None:
+    module_name, setting, _ = CHOICES[choice]
+    module = importlib.import_module(f"localft.training.{module_name}")
+    original = getattr(module, setting)
+    many_labels = encoder_head.MANY_LABELS
     train, valid = LOADERS[dataset]()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -124,47 +160,68 @@ def run(choice: str, dataset: str, seeds: list[int], scores: dict[tuple[str, str
         valid_file = write_chat_jsonl(folder / "valid.jsonl", valid, SYSTEM)
         for seed in seeds:
             for arm, value in arms.items():
-                setattr(encoder_head, setting, value)
+                setattr(module, setting, value)
+                if choice == "head-rate":  # the engine scales the head's rate from `MANY_LABELS` labels; here always
+                    encoder_head.MANY_LABELS = 0
                 sink = RecordingSink()
                 started = time.perf_counter()
                 out = folder / f"{seed}-{arm}"
                 spec = TrainSpec(ENCODER, train_file, out, valid_file, Hyperparameters(), seed=seed, cache_dir=CACHE)
-                run_training(spec, sink)
+                try:
+                    result = run_training(spec, sink)
+                finally:
+                    setattr(module, setting, original)
+                    encoder_head.MANY_LABELS = many_labels
                 score = _score(sink)
                 if score is not None:
                     scores[(dataset, arm)].append(score)
                 cell = f"{score:.4f}" if score is not None else "no metrics"
                 wall = time.perf_counter() - started
-                print(f"| {dataset} ({len(train)} / {len(valid)}) | {seed} | {arm} | {cell} | {wall:.0f} |", flush=True)
+                epochs = result.hyperparameters["n_epochs"]
+                print(
+                    f"| {dataset} ({len(train)} / {len(valid)}) | {seed} | {arm} | {epochs} | {cell} | {wall:.0f} |",
+                    flush=True,
+                )
 
 
-def summary(choice: str, datasets: list[str], scores: dict[tuple[str, str], list[float]]) -> None:
-    first, second = CHOICES[choice][1]
-    print(f"\n| data | {first} mean | {second} mean | paired difference, mean (min, max) |\n|---|---|---|---|")
+def summary(datasets: list[str], scores: dict[tuple[str, str], list[float]], arms: dict[str, Any]) -> None:
+    first, *others = arms
+    header = ["data", f"{first} mean", *(f"{arm} mean | {arm} - {first}, mean (min, max)" for arm in others)]
+    print(f"\n| {' | '.join(header)} |\n|---|---|" + "---|---|" * len(others))
     for dataset in datasets:
-        a, b = scores[(dataset, first)], scores[(dataset, second)]
-        if not a or len(a) != len(b):
+        reference = scores[(dataset, first)]
+        if not reference or any(len(scores[(dataset, arm)]) != len(reference) for arm in others):
             continue
-        diffs = [y - x for x, y in zip(a, b, strict=True)]
-        print(
-            f"| {dataset} | {statistics.mean(a):.4f} | {statistics.mean(b):.4f} | "
-            f"{statistics.mean(diffs):+.4f} ({min(diffs):+.4f}, {max(diffs):+.4f}) |"
-        )
+        cells = [f"{statistics.mean(reference):.4f}"]
+        for arm in others:
+            diffs = [y - x for x, y in zip(reference, scores[(dataset, arm)], strict=True)]
+            cells.append(f"{statistics.mean(scores[(dataset, arm)]):.4f}")
+            cells.append(f"{statistics.mean(diffs):+.4f} ({min(diffs):+.4f}, {max(diffs):+.4f})")
+        print(f"| {dataset} | " + " | ".join(cells) + " |")
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--choice", nargs="*", default=list(CHOICES), choices=list(CHOICES))
-    parser.add_argument("--datasets", nargs="*", default=list(LOADERS), choices=list(LOADERS))
+    parser.add_argument("--datasets", nargs="*", default=STUDY, choices=list(LOADERS))
     parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
+    parser.add_argument("--values", nargs="*", type=float, help="min-steps, head-rate: the values to compare")
+    parser.add_argument("--min-steps", type=int, help="the other choices: auto.MIN_ENCODER_STEPS for every arm")
     args = parser.parse_args([] if argv is None else argv)  # `python -m benchmarks NAME` keeps its own argv
+    if args.min_steps is not None:
+        import localft.training.auto as auto
+
+        auto.MIN_ENCODER_STEPS = args.min_steps
     for choice in args.choice:
-        print(f"\n{choice}:\n\n| data (train / valid) | seed | arm | validation score | wall s |")
-        print("|---|---|---|---|---|")
+        print(f"\n{choice}:\n\n| data (train / valid) | seed | arm | epochs | validation score | wall s |")
+        print("|---|---|---|---|---|---|")
         scores: dict[tuple[str, str], list[float]] = defaultdict(list)
+        arms = CHOICES[choice][2]
+        if choice in NUMERIC and args.values:
+            arms = {f"{value:g}": NUMERIC[choice](value) for value in args.values}
         for dataset in args.datasets:
-            run(choice, dataset, args.seeds, scores)
-        summary(choice, args.datasets, scores)
+            run(choice, dataset, args.seeds, scores, arms)
+        summary(args.datasets, scores, arms)
 
 
 if __name__ == "__main__":

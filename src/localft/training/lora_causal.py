@@ -25,7 +25,7 @@ from localft.eval.metrics import classification_metrics, multilabel_metrics
 from localft.training.auto import LORA_ALPHA, LORA_RANK
 from localft.training.dataset import IGNORE, ChatEncoder, ChatExample, Encoded
 from localft.training.kernels import attention_for_width
-from localft.training.loop import BatchLoss, Evaluation, autocast, bf16_available
+from localft.training.loop import BatchLoss, Evaluation, ParameterGroup, autocast, bf16_available
 from localft.training.task import TaskInfo
 
 ATTENTION_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj")
@@ -93,8 +93,8 @@ class CausalLearner:
 
     # --- loop.Learner ------------------------------------------------------------------------------------------
 
-    def trainable_parameters(self) -> list[torch.nn.Parameter]:
-        return [p for p in self.model.parameters() if p.requires_grad]
+    def parameter_groups(self) -> list[ParameterGroup]:
+        return [ParameterGroup([p for p in self.model.parameters() if p.requires_grad])]
 
     def targets(self, item: CausalItem) -> int:
         return item.encoded.n_targets

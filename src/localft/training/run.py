@@ -64,10 +64,15 @@ def run_training(spec: TrainSpec, sink: EventSink) -> TrainResult:
     if family == "encoder":
         learner.fit_class_weights(train_items)  # type: ignore[attr-defined]
     precision = "bf16 autocast" if bf16_available(device) else "fp32"
+    own_rates = "".join(
+        f", {group.name} at {hp.learning_rate * group.lr_scale:g}"
+        for group in learner.parameter_groups()
+        if group.lr_scale != 1
+    )
     sink.log(
         f"Training {resolved_name} ({family}, {precision} on {device}): {hp.n_epochs} epochs, batch size "
-        f"{hp.batch_size}, learning rate {hp.learning_rate:g} (multiplier {hp.learning_rate_multiplier:g}), "
-        f"max length {hp.max_length} tokens"
+        f"{hp.batch_size}, learning rate {hp.learning_rate:g} (multiplier {hp.learning_rate_multiplier:g}"
+        f"{own_rates}), max length {hp.max_length} tokens"
     )
     planned_tokens = hp.n_epochs * sum(learner.tokens(item) for item in train_items)
     cached = compiled_before(cache_dir, resolved_name)

@@ -18,12 +18,12 @@ def test_auto_follows_openai_epochs_and_family_defaults() -> None:
 
 def test_encoders_get_epochs_for_enough_steps() -> None:
     small = resolve(Hyperparameters(), "encoder", n_examples=100)  # batch 10: 10 steps an epoch
-    assert (small.batch_size, small.n_epochs) == (10, 10)
-    assert resolve(Hyperparameters(), "encoder", n_examples=400).n_epochs == 4  # 25 steps an epoch
-    assert resolve(Hyperparameters(), "encoder", n_examples=5000).n_epochs == 3  # OpenAI's rule already suffices
-    assert resolve(Hyperparameters(), "encoder", n_examples=8).n_epochs == 13  # 8 steps an epoch
-    assert resolve(Hyperparameters(), "encoder", n_examples=2).n_epochs == 25  # capped: 50 would be needed
-    assert resolve(Hyperparameters(), "causal_lm", n_examples=100).n_epochs == 3  # LLMs keep OpenAI's rule
+    assert (small.batch_size, small.n_epochs) == (10, 10)  # 25 would make 250 steps: at most 10 for the minimum
+    assert resolve(Hyperparameters(), "encoder", n_examples=600).n_epochs == 7  # 38 steps an epoch
+    assert resolve(Hyperparameters(), "encoder", n_examples=770).n_epochs == 6  # 49 steps an epoch
+    assert resolve(Hyperparameters(), "encoder", n_examples=2000).n_epochs == 3  # OpenAI's rule already suffices
+    assert resolve(Hyperparameters(), "encoder", n_examples=2).n_epochs == 25  # OpenAI's rule for tiny files
+    assert resolve(Hyperparameters(), "causal_lm", n_examples=600).n_epochs == 3  # LLMs keep OpenAI's rule
 
 
 def test_explicit_values_win_and_scale_the_base_rate() -> None:

@@ -41,6 +41,7 @@ def test_single_label_encoder_learns_and_saves_a_classifier(tiny_encoder: Path, 
     assert meta.labels == ["negative", "neutral", "positive"] and meta.assistant_prefix == "Sentiment: "
     assert sink.metrics[-1].train_loss < sink.metrics[0].train_loss
     assert sink.metrics[-1].classification["accuracy"] > 0.5
+    assert any("learning rate 0.003 (multiplier 30), max length" in line for line in sink.messages)  # 3 labels
     model = AutoModelForSequenceClassification.from_pretrained(result.final_checkpoint / "model")
     assert model.config.id2label == {0: "negative", 1: "neutral", 2: "positive"}
 
@@ -173,7 +174,7 @@ def test_frozen_word_embeddings_stay_as_they_were(
     task = detect_task(["positive", "negative"] * 5)
     learner = EncoderLearner(tiny_encoder, _load_tokenizer(tiny_encoder), task, "cpu", max_length=32)
     words = learner.model.get_input_embeddings().weight
-    assert all(p is not words for p in learner.trainable_parameters())
+    assert all(p is not words for group in learner.parameter_groups() for p in group.params)
     before = words.detach().clone()
     classifier = learner.model.classifier.weight.detach().clone()
     items = learner.make_items(read_examples(write_jsonl(tmp_path / "t.jsonl", sentiment_records(1))))
@@ -182,6 +183,42 @@ def test_frozen_word_embeddings_stay_as_they_were(
     loop._step(items, 0)
     assert torch.equal(words, before)
     assert not torch.equal(learner.model.classifier.weight, classifier)
+
+
+def test_a_new_head_with_many_labels_learns_at_its_own_rate(tiny_encoder: Path, tmp_path: Path) -> None:
+    """With `MANY_LABELS` labels or more, the weights the base model lacks (the classification head) get
+    `NEW_HEAD_LR_SCALE` times the rate in the loop's optimizer; with fewer labels, or a base model that already is a
+    classifier with these labels, every weight trains at the one rate."""
+    from localft.training.dataset import read_examples
+    from localft.training.loop import Plan, TrainLoop
+
+    tokenizer = _load_tokenizer(tiny_encoder)
+    few = EncoderLearner(tiny_encoder, tokenizer, detect_task(["positive", "negative"] * 5), "cpu", max_length=32)
+    assert [(len(g.params), g.lr_scale) for g in few.parameter_groups()] == [(len(list(few.model.parameters())), 1.0)]
+
+    many = detect_task([f"intent {i}" for i in range(encoder_head.MANY_LABELS)] * 3)
+    learner = EncoderLearner(tiny_encoder, tokenizer, many, "cpu", max_length=32)
+    pretrained, new = learner.parameter_groups()
+    head = learner.model.classifier
+    assert [id(p) for p in new.params] == [id(head.weight), id(head.bias)]
+    assert new.lr_scale == encoder_head.NEW_HEAD_LR_SCALE > 1
+    assert pretrained.lr_scale == 1.0 and len(pretrained.params) == len(list(learner.model.parameters())) - 2
+    records = [chat(f"request {i}", f"intent {i}") for i in range(encoder_head.MANY_LABELS)] * 3
+    items = learner.make_items(read_examples(write_jsonl(tmp_path / "t.jsonl", records)))
+    plan = Plan(n_epochs=1, batch_size=len(items), learning_rate=1e-4, seed=0, tokens_per_forward=1 << 20)
+    loop = TrainLoop(learner, items, [], plan, ListSink(), tmp_path, lambda *a: None)  # type: ignore[arg-type,return-value]
+    rates = [group["initial_lr"] for group in loop.optimizer.param_groups]
+    assert rates == pytest.approx([1e-4, 1e-4 * encoder_head.NEW_HEAD_LR_SCALE])
+    sink = ListSink()  # the job says what ran
+    run_training(encoder_spec(tiny_encoder, tmp_path / "t.jsonl", None, tmp_path / "out"), sink)
+    rate = 30 * 1e-4 * encoder_head.NEW_HEAD_LR_SCALE
+    assert any(f"(multiplier 30, the new classification head at {rate:g})" in line for line in sink.messages)
+
+    classifier = tmp_path / "classifier"
+    learner.model.save_pretrained(classifier)
+    tokenizer.save_pretrained(classifier)
+    again = EncoderLearner(classifier, _load_tokenizer(classifier), many, "cpu", max_length=32)
+    assert [group.lr_scale for group in again.parameter_groups()] == [1.0]
 
 
 def test_other_architectures_keep_their_forward(tiny_causal_lm: Path) -> None:
