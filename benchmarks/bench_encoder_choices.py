@@ -38,12 +38,12 @@ import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-import localft.training.encoder_head as encoder_head
 from benchmarks._harness import DATASETS, ENCODER, REPO, RecordingSink, dataset_rows, write_chat_jsonl
 from benchmarks.bench_defaults import airline_split
 from benchmarks.bench_defaults import emotion as tutorial_emotion
@@ -53,15 +53,27 @@ from localft.training import Hyperparameters, TrainSpec, run_training
 
 Rows = list[tuple[str, str]]
 CACHE = REPO / ".localft-test-cache"
-CHOICES: dict[str, tuple[str, str, dict[str, Any]]] = {
-    "attention-dropout": ("encoder_head", "ATTENTION_DROPOUT", {"0.1 (MiniLM's)": None, "0 (localft)": 0.0}),
-    "word-embeddings": ("encoder_head", "TRAIN_WORD_EMBEDDINGS", {"trained": True, "frozen": False}),
-    "hidden-dropout": ("encoder_head", "HIDDEN_DROPOUT", {"0.1 (MiniLM's)": None, "0": 0.0}),
-    "min-steps": ("auto", "MIN_ENCODER_STEPS", {"100": 100, "250": 250, "400": 400}),
-    "head-rate": ("encoder_head", "NEW_HEAD_LR_SCALE", {"1": 1.0, "30": 30.0}),
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A setting of a `localft.training` module and its arms (name -> value), the first the reference; `held` are
+    other settings of the same module that every arm runs with. The engine reads these settings when a run starts."""
+
+    module: str
+    setting: str
+    arms: dict[str, Any]
+    held: dict[str, Any] = field(default_factory=dict)
+
+
+CHOICES = {
+    "attention-dropout": Choice("encoder_head", "ATTENTION_DROPOUT", {"0.1 (MiniLM's)": None, "0 (localft)": 0.0}),
+    "word-embeddings": Choice("encoder_head", "TRAIN_WORD_EMBEDDINGS", {"trained": True, "frozen": False}),
+    "hidden-dropout": Choice("encoder_head", "HIDDEN_DROPOUT", {"0.1 (MiniLM's)": None, "0": 0.0}),
+    "min-steps": Choice("auto", "MIN_ENCODER_STEPS", {"100": 100, "250": 250, "400": 400}),
+    # The engine scales the head's rate from `MANY_LABELS` labels on; the study scales it for any number.
+    "head-rate": Choice("encoder_head", "NEW_HEAD_LR_SCALE", {"1": 1.0, "30": 30.0}, {"MANY_LABELS": 0}),
 }
-"""Choice -> the `localft.training` module and setting it changes, and its arms (name -> value), the first the
-reference; the engine reads these settings when a run starts."""
 NUMERIC: dict[str, Callable[[float], Any]] = {"min-steps": int, "head-rate": float}
 """The choices whose arms `--values` can set, and the type of their setting."""
 
@@ -149,10 +161,9 @@ def _score(sink: RecordingSink) -> float | None:
 def run(
     choice: str, dataset: str, seeds: list[int], scores: dict[tuple[str, str], list[float]], arms: dict[str, Any]
 ) -> None:
-    module_name, setting, _ = CHOICES[choice]
-    module = importlib.import_module(f"localft.training.{module_name}")
-    original = getattr(module, setting)
-    many_labels = encoder_head.MANY_LABELS
+    chosen = CHOICES[choice]
+    module = importlib.import_module(f"localft.training.{chosen.module}")
+    originals = {name: getattr(module, name) for name in (chosen.setting, *chosen.held)}
     train, valid = LOADERS[dataset]()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -160,9 +171,8 @@ def run(
         valid_file = write_chat_jsonl(folder / "valid.jsonl", valid, SYSTEM)
         for seed in seeds:
             for arm, value in arms.items():
-                setattr(module, setting, value)
-                if choice == "head-rate":  # the engine scales the head's rate from `MANY_LABELS` labels; here always
-                    encoder_head.MANY_LABELS = 0
+                for name, setting in {**chosen.held, chosen.setting: value}.items():
+                    setattr(module, name, setting)
                 sink = RecordingSink()
                 started = time.perf_counter()
                 out = folder / f"{seed}-{arm}"
@@ -170,8 +180,8 @@ def run(
                 try:
                     result = run_training(spec, sink)
                 finally:
-                    setattr(module, setting, original)
-                    encoder_head.MANY_LABELS = many_labels
+                    for name, original in originals.items():
+                        setattr(module, name, original)
                 score = _score(sink)
                 if score is not None:
                     scores[(dataset, arm)].append(score)
@@ -216,7 +226,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"\n{choice}:\n\n| data (train / valid) | seed | arm | epochs | validation score | wall s |")
         print("|---|---|---|---|---|---|")
         scores: dict[tuple[str, str], list[float]] = defaultdict(list)
-        arms = CHOICES[choice][2]
+        arms = CHOICES[choice].arms
         if choice in NUMERIC and args.values:
             arms = {f"{value:g}": NUMERIC[choice](value) for value in args.values}
         for dataset in args.datasets:
