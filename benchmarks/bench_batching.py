@@ -65,9 +65,8 @@ def _jigsaw_examples(limit: int) -> list[Any]:
 
 
 def _learner(base: str, examples: list[Any]) -> tuple[Any, str]:
-    from localft.base_models import load_tokenizer, local_model_dir
+    from localft.base_models import load_tokenizer, local_model_dir, model_family
     from localft.training.auto import MAX_LENGTH
-    from localft.training.run import model_family
     from localft.training.task import detect_task
 
     model_dir = local_model_dir(base, CACHE)

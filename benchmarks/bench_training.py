@@ -156,9 +156,9 @@ def _prepare(config: Config, steps: int, threads: int) -> _Setup:
     import localft.training.encoder_head as encoder_module
     import localft.training.loop as loop_module
     import localft.training.lora_causal as causal_module
-    from localft.base_models import local_model_dir
+    from localft.base_models import local_model_dir, model_family
     from localft.training.loop import Plan, TrainLoop
-    from localft.training.run import _load_tokenizer, model_family
+    from localft.training.run import _load_tokenizer
     from localft.training.task import detect_task
 
     base = config.base

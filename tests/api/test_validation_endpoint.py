@@ -64,6 +64,34 @@ def test_counts_tokens_with_a_base_models_tokenizer(
     assert unknown.value.status_code == 400 and unknown.value.param == "model"
 
 
+def test_auto_epochs_are_the_ones_the_models_job_runs(
+    client: openai.OpenAI, train_file: Path, tiny_causal_lm: Path, tiny_encoder: Path, helpers: Any
+) -> None:
+    """An encoder's `auto` runs more epochs than OpenAI's rule on a small file; the report names the rule and the
+    number, and a job on the same file and model runs exactly that many."""
+    uploaded = client.files.create(file=train_file.open("rb"), purpose="fine-tune")
+    estimated = validation(client, uploaded.id)
+    llm = validation(client, uploaded.id, model=str(tiny_causal_lm))
+    encoder = validation(client, uploaded.id, model=str(tiny_encoder))
+    assert (estimated["n_epochs"], estimated["n_epochs_rule"]) == (8, "OpenAI's rule")  # 12 examples: 100 // 12
+    assert (llm["n_epochs"], llm["n_epochs_rule"]) == (8, "OpenAI's rule")
+    assert encoder["n_epochs"] == 10 and encoder["n_epochs_rule"].startswith("encoders'")
+    assert encoder["trained_tokens"] == 10 * sum(
+        min(t, encoder["max_tokens"]) for t in _token_counts(train_file, tiny_encoder)
+    )
+
+    job = client.fine_tuning.jobs.create(model=str(tiny_encoder), training_file=uploaded.id)
+    done = helpers.wait_for_status(client, job.id, {"succeeded", "failed"}, timeout=300)
+    assert done.status == "succeeded", done.error
+    assert done.hyperparameters.n_epochs == encoder["n_epochs"]
+
+
+def _token_counts(path: Path, model: Path) -> list[int]:
+    from localft.data.tokens import model_tokens
+
+    return validate_file(path, count_tokens=model_tokens(str(model)).count).token_counts
+
+
 def test_unknown_file_and_wrong_purpose(client: openai.OpenAI, tmp_path: Path) -> None:
     with pytest.raises(openai.NotFoundError) as missing:
         validation(client, "file-missing")

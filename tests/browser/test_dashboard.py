@@ -81,8 +81,9 @@ def upload_on_files_page(page: Page, path: Path) -> str:
 
 
 def test_upload_preview_validate_and_delete_files(
-    page: Page, live_server: EmbeddedServer, client: openai.OpenAI, good_file: Path, bad_file: Path, artifacts: Path
-) -> None:
+    page: Page, live_server: EmbeddedServer, client: openai.OpenAI, good_file: Path, bad_file: Path, artifacts: Path,
+    tiny_encoder: Path,
+) -> None:  # fmt: skip
     page.goto(live_server.root_url + "/#/files")
     good_id = upload_on_files_page(page, good_file)
     bad_id = upload_on_files_page(page, bad_file)
@@ -131,6 +132,20 @@ def test_upload_preview_validate_and_delete_files(
     assert f"median {int(tokens['median'] + 0.5)}, max {tokens['max']}" in text and "Counted by approximate" in text
     assert f"about {served['trained_tokens']:,} trained tokens" in text
     assert page.locator("#n_epochs, [name=n_epochs]").get_attribute("placeholder") == "auto (8)"
+    assert "(OpenAI's rule)" in text
+
+    # Choosing an encoder re-checks the file with its tokenizer and its auto epochs: 10, what its job would run.
+    page.fill("#base-model", str(tiny_encoder))
+    page.locator("#base-model").press("Tab")
+    page.locator("#validation-report", has_text=f"Counted by {tiny_encoder}").wait_for()
+    text = page.locator("#validation-report").inner_text()
+    assert 'n_epochs "auto" would be 10 (encoders\'' in text
+    assert page.locator("[name=n_epochs]").get_attribute("placeholder") == "auto (10)"
+    # A model the server cannot load falls back to the estimate instead of hiding the report.
+    page.fill("#base-model", "no-such-model")
+    page.locator("#base-model").press("Tab")
+    page.locator("#validation-report", has_text="Counted by approximate").wait_for()
+    assert page.locator("[name=n_epochs]").get_attribute("placeholder") == "auto (8)"
 
     # Delete from the Files page: gone from the API too.
     page.goto(live_server.root_url + "/#/files")

@@ -16,12 +16,14 @@ from typing import Any
 
 import click
 
+from localft.data.budget import OPENAI_BUDGET
 from localft.data.prepare import PrepareOptions, prepare_file
 from localft.data.sampling import parse_splits
 from localft.data.summary import prepare_summary, validation_summary
 from localft.data.tokens import APPROXIMATE, model_tokens
 from localft.data.validate import MIN_EXAMPLES, validate_file
 from localft.errors import InvalidRequestError, LocalftError
+from localft.training.auto import training_budget
 
 # Same convention as the other verbs (cli/render.py): 3 means the data failed validation.
 EXIT_INVALID_DATA = 3
@@ -187,7 +189,11 @@ def prepare(input_path: Path, out_dir: Path | None, prepare_opts: PrepareOptions
 @click.command()
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--model", help="Count tokens with this base model's tokenizer (name, alias or local folder).")
-@click.option("--max-tokens", type=int, help="Per-example token limit [the model's context when --model is given].")
+@click.option(
+    "--max-tokens",
+    type=int,
+    help="Per-example token limit [with --model: its context, or less where its jobs cut examples shorter].",
+)
 @click.option("--min-examples", type=int, default=MIN_EXAMPLES, show_default=True, help="Fewer is an error.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def validate(path: Path, model: str | None, max_tokens: int | None, min_examples: int, as_json: bool) -> None:
@@ -211,6 +217,7 @@ def validate(path: Path, model: str | None, max_tokens: int | None, min_examples
         max_tokens=max_tokens or tokens.context,
         min_examples=min_examples,
         tokenizer_name=tokens.name,
+        budget=training_budget(tokens.family) if tokens.family else OPENAI_BUDGET,
     )
     click.echo(json.dumps(report.to_dict(), indent=2) if as_json else validation_summary(report))
     if not report.ok:

@@ -84,8 +84,8 @@ def validation_summary(report: ValidationReport) -> str:
     if report.n_examples:
         limit = f", each truncated to {report.max_tokens}" if report.max_tokens else ""
         parts.append(
-            f'n_epochs "auto" = {report.n_epochs}; training would see {report.trained_tokens} tokens '
-            f"({report.n_epochs} epochs x {report.n_examples} examples{limit})."
+            f'n_epochs "auto" = {report.n_epochs} ({report.budget.epochs_rule}); training would see '
+            f"{report.trained_tokens} tokens ({report.n_epochs} epochs x {report.n_examples} examples{limit})."
         )
     plural = "" if report.n_errors == 1 else "s"
     parts.append("OK: ready for fine-tuning." if report.ok else f"FAILED: {report.n_errors} error{plural}.")

@@ -12,7 +12,10 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from localft.base_models.catalog import Family
 
 TokenCounter = Callable[[str], int]
 """Tokens in one piece of text, without special tokens."""
@@ -45,11 +48,13 @@ def example_tokens(messages: Sequence[Mapping[str, Any]], count: TokenCounter) -
 
 @dataclass(frozen=True)
 class ModelTokens:
-    """A model's token counter, what it is called in reports, and its context length when the tokenizer knows it."""
+    """A model's token counter, what it is called in reports, its context length when the tokenizer knows it, and
+    its family (`causal_lm` or `encoder`; None for the estimate)."""
 
     count: TokenCounter
     name: str
     context: int | None
+    family: Family | None = None
 
 
 def tokenizer_counter(tokenizer: Any) -> TokenCounter:
@@ -66,10 +71,15 @@ def model_tokens(model: str) -> ModelTokens:
 
     Raises localft.errors.ModelError for an unknown model.
     """
-    from localft.base_models import load_tokenizer  # imported here: it pulls in transformers
+    # imported here: it pulls in transformers
+    from localft.base_models import load_tokenizer, local_model_dir, model_family, resolve_alias
+    from localft.settings import Settings
 
     tokenizer = load_tokenizer(model)
-    return ModelTokens(count=tokenizer_counter(tokenizer), name=model, context=_context_length(tokenizer))
+    family = model_family(resolve_alias(model), local_model_dir(model, Settings.from_env().cache_dir))
+    return ModelTokens(
+        count=tokenizer_counter(tokenizer), name=model, context=_context_length(tokenizer), family=family
+    )
 
 
 def _context_length(tokenizer: Any) -> int | None:

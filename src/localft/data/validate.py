@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from localft.data.budget import auto_n_epochs, trained_tokens
+from localft.data.budget import OPENAI_BUDGET, TrainingBudget, trained_tokens
 from localft.data.checks import (
     ExampleFormat,
     Findings,
@@ -54,6 +54,8 @@ class ValidationReport:
     """Per-label counts when the answers are multi-label (labels joined with ',')."""
     tokenizer: str = f"approximate ({APPROX_CHARS_PER_TOKEN} chars/token)"
     max_tokens: int | None = None
+    budget: TrainingBudget = OPENAI_BUDGET
+    """How a job trains the file by default: the model family's when a model is named."""
 
     @property
     def ok(self) -> bool:
@@ -72,7 +74,7 @@ class ValidationReport:
     @property
     def n_epochs(self) -> int:
         """What `n_epochs: "auto"` resolves to for this file."""
-        return auto_n_epochs(self.n_examples)
+        return self.budget.n_epochs(self.n_examples)
 
     @property
     def trained_tokens(self) -> int:
@@ -102,6 +104,7 @@ class ValidationReport:
             "labels": self.labels.to_dict() if self.labels else None,
             "label_parts": self.label_parts.to_dict() if self.label_parts else None,
             "n_epochs": self.n_epochs,
+            "n_epochs_rule": self.budget.epochs_rule,
             "trained_tokens": self.trained_tokens,
         }
 
@@ -129,11 +132,14 @@ def validate_file(
     max_tokens: int | None = None,
     min_examples: int = MIN_EXAMPLES,
     tokenizer_name: str | None = None,
+    budget: TrainingBudget = OPENAI_BUDGET,
 ) -> ValidationReport:
     """Check a fine-tuning JSONL file. `count_tokens` counts a text's tokens (default: the approximation in
-    localft.data.tokens); `max_tokens` is the model's per-example limit (longer examples are warned about)."""
+    localft.data.tokens); `max_tokens` is the model's per-example limit; `budget` is how a job on the base model
+    trains by default. Examples over the smaller of `max_tokens` and the budget's length are warned about."""
     path = Path(path)
-    report = ValidationReport(path=str(path), max_tokens=max_tokens)
+    limits = [limit for limit in (max_tokens, budget.max_length) if limit is not None]
+    report = ValidationReport(path=str(path), max_tokens=min(limits) if limits else None, budget=budget)
     if count_tokens is not None:
         report.tokenizer = tokenizer_name or "custom"
     try:
@@ -299,8 +305,8 @@ def _measure(
                 "too_many_tokens",
                 None,
                 f"example has {tokens} tokens, over the {report.max_tokens}-token limit; "
-                f"it will be truncated to {report.max_tokens} tokens",
-                "shorten the text (e.g. a shorter --template) so the answer is not cut off",
+                + (report.budget.cut or f"it will be truncated to {report.max_tokens} tokens"),
+                "shorten the text (e.g. a shorter --template) if the part cut matters to the answer",
             ),
             error=False,
         )

@@ -206,10 +206,9 @@ class Worker:
         if "auto" not in job.hyperparameters.values():
             return
         try:
-            from localft.base_models import local_model_dir, resolve_alias
+            from localft.base_models import local_model_dir, model_family, resolve_alias
             from localft.training.auto import resolve
             from localft.training.dataset import read_examples
-            from localft.training.run import model_family
 
             model_dir = local_model_dir(spec.base_model, self.settings.cache_dir)
             family = model_family(resolve_alias(spec.base_model), model_dir)

@@ -1,11 +1,11 @@
 """What `"auto"` means: hyperparameters resolved from the data size and the model family.
 
 - `n_epochs`: OpenAI's rule (`localft.data.budget.auto_n_epochs`: 3 epochs, more for small files, fewer for big
-  ones), so `localft validate` and the job report the same number for LLMs. Encoders get more where that rule would
-  give them fewer than `MIN_ENCODER_STEPS` optimizer steps, up to 10 epochs: a classification head starts from
-  random weights and needs the steps (measured, BENCHMARKS.md "Defaults and why": 100 airline tweets, 3 epochs 67%,
-  10 epochs 80%; 600-770 examples, 3 epochs against 6-7 (250 steps), 17 points more on emotion, 13 on banking77, the
-  same on airline and SST-2).
+  ones). Encoders get more where that rule would give them fewer than `MIN_ENCODER_STEPS` optimizer steps, up to 10
+  epochs: a classification head starts from random weights and needs the steps (measured, BENCHMARKS.md "Defaults
+  and why": 100 airline tweets, 3 epochs 67%, 10 epochs 80%; 600-770 examples, 3 epochs against 6-7 (250 steps), 17
+  points more on emotion, 13 on banking77, the same on airline and SST-2). `training_budget` gives validation
+  reports the family's rule, so `localft validate --model` shows the epochs the job will run.
 - `batch_size`: per family, picked by measurement on this CPU (BENCHMARKS.md, "Defaults"): 8 for causal LMs, 16 for
   encoders; smaller for tiny files so an epoch still makes about ten optimizer steps.
 - `learning_rate_multiplier`: 1.0, which scales the family's base learning rate (LoRA 1e-3, encoder fine-tuning
@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from localft.data.budget import auto_n_epochs
+from localft.data.budget import TrainingBudget, auto_n_epochs
 from localft.training.hparams import Hyperparameters
 
 Family = Literal["causal_lm", "encoder"]
@@ -83,4 +83,22 @@ def resolve(hparams: Hyperparameters, family: Family, n_examples: int, max_lengt
         learning_rate_multiplier=multiplier,
         learning_rate=BASE_LEARNING_RATE[family] * multiplier,
         max_length=max_length or MAX_LENGTH[family],
+    )
+
+
+def training_budget(family: Family) -> TrainingBudget:
+    """The family's `n_epochs: "auto"` rule and default length, for validation reports to show what a job runs."""
+    if family == "encoder":
+        return TrainingBudget(
+            f"encoders': OpenAI's, raised to {MIN_ENCODER_STEPS} optimizer steps within "
+            f"{MAX_ENCODER_EPOCHS_FOR_STEPS} epochs",
+            lambda n_examples: resolve(Hyperparameters(), "encoder", n_examples).n_epochs,
+            max_length=MAX_LENGTH["encoder"],
+            cut="the encoder reads the text's first tokens up to the limit",
+        )
+    return TrainingBudget(
+        "OpenAI's rule",
+        auto_n_epochs,
+        max_length=MAX_LENGTH["causal_lm"],
+        cut="training drops tokens from the middle of the conversation and keeps the answer",
     )

@@ -15,7 +15,8 @@ class Hyperparameters:
     """The three knobs of OpenAI's supervised method. `"auto"` is resolved by the engine from the data."""
 
     n_epochs: int | Auto = "auto"
-    """Passes over the training file, 1-50; auto follows OpenAI's rule (3, more for small files)."""
+    """Passes over the training file, 1-50; auto follows OpenAI's rule (3, more for small files), with more for
+    encoders on files that rule leaves short of steps (`training.auto`)."""
     batch_size: int | Auto = "auto"
     """Examples per optimizer step, 1-256; gradient accumulation is used when it does not fit in memory."""
     learning_rate_multiplier: float | Auto = "auto"

@@ -15,8 +15,8 @@ import torch
 
 from localft.base_models import (
     apply_threads,
-    get_spec,
     local_model_dir,
+    model_family,
     resolve_alias,
     resolve_device,
     reuse_freed_memory,
@@ -152,25 +152,6 @@ def _compile(learner: Any, cache_dir: Path, cached: bool, sink: EventSink) -> bo
         f"the compiler ({wait})"
     )
     return True
-
-
-def model_family(name: str, model_dir: Path) -> Family:
-    """A built-in model's family from the catalog; a folder's from its config (`*ForCausalLM` or an encoder)."""
-    builtin = get_spec(name)
-    if builtin is not None:
-        return builtin.family
-    from transformers import AutoConfig
-
-    config = AutoConfig.from_pretrained(model_dir)
-    architectures = list(getattr(config, "architectures", None) or [])
-    if any(a.endswith(("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")) for a in architectures):
-        return "causal_lm"
-    if getattr(config, "is_decoder", False) or getattr(config, "model_type", "") in _DECODER_TYPES:
-        return "causal_lm"
-    return "encoder"
-
-
-_DECODER_TYPES = frozenset({"llama", "gemma", "gemma2", "gemma3_text", "qwen2", "mistral", "phi3", "gpt2", "smollm3"})
 
 
 def _load_tokenizer(model_dir: Path) -> Any:

@@ -93,6 +93,17 @@ def test_validate_counts_tokens_with_the_models_tokenizer(tiny_causal_lm: Path) 
     assert approx["tokens_per_example"] != data["tokens_per_example"]  # the byte-level tokenizer differs from chars/4
 
 
+def test_validate_reports_the_epochs_of_the_models_family(tiny_causal_lm: Path, tiny_encoder: Path) -> None:
+    path = str(ASSETS / "valid_chat.jsonl")  # 11 examples: OpenAI's rule gives 100 // 11 = 9 epochs
+    llm = CliRunner().invoke(main, ["validate", path, "--model", str(tiny_causal_lm)])
+    assert 'n_epochs "auto" = 9 (OpenAI\'s rule)' in llm.output, llm.output
+    encoder = CliRunner().invoke(main, ["validate", path, "--model", str(tiny_encoder), "--json"])
+    data = json.loads(encoder.output)
+    # batch 1 (an 11-example file), so 11 steps an epoch: 250 steps would take 23 epochs, capped at 10
+    assert data["n_epochs"] == 10
+    assert data["n_epochs_rule"] == "encoders': OpenAI's, raised to 250 optimizer steps within 10 epochs"
+
+
 def test_validate_unknown_model_is_a_clean_error() -> None:
     result = CliRunner().invoke(main, ["validate", str(ASSETS / "valid_chat.jsonl"), "--model", "no-such-model"])
     assert result.exit_code == 1 and "Unknown base model 'no-such-model'" in result.output

@@ -122,6 +122,32 @@ def test_examples_over_the_context_are_warned_and_counted_truncated() -> None:
     assert report.trained_tokens == report.n_epochs * (others + 100)
 
 
+def test_a_models_budget_sets_the_limit_its_jobs_cut_at_and_says_how(tmp_path: Path) -> None:
+    from localft.training.auto import training_budget
+
+    example = {"messages": [{"role": "user", "content": "word " * 1200}, {"role": "assistant", "content": "yes"}]}
+    short = [
+        {"messages": [{"role": "user", "content": f"hi {i}"}, {"role": "assistant", "content": "no"}]}
+        for i in range(11)
+    ]
+    path = tmp_path / "long.jsonl"
+    path.write_text("\n".join(json.dumps(e) for e in [example, *short]) + "\n")
+    # Within a context of 8,192 tokens, an LLM job still cuts at 512; an encoder job at 256.
+    llm = validate_file(path, max_tokens=8192, budget=training_budget("causal_lm"))
+    encoder = validate_file(path, max_tokens=8192, budget=training_budget("encoder"))
+    assert (llm.max_tokens, encoder.max_tokens) == (512, 256)
+    assert llm.warnings[0].message.endswith(
+        "over the 512-token limit; training drops tokens from the middle of the conversation and keeps the answer"
+    )
+    assert encoder.warnings[0].message.endswith("the encoder reads the text's first tokens up to the limit")
+    assert encoder.trained_tokens == encoder.n_epochs * (256 + sum(encoder.token_counts[1:]))
+    # 12 examples at batch 1: OpenAI's rule gives 8 epochs, the encoder's 10 (250 steps, capped)
+    assert (llm.n_epochs, encoder.n_epochs) == (8, 10)
+    # No model: the context alone limits, and OpenAI's rule gives the epochs.
+    assert validate_file(path, max_tokens=8192).to_dict()["n_epochs_rule"] == "OpenAI's rule"
+    assert "too_many_tokens" not in validate_file(path, max_tokens=8192).problem_counts
+
+
 def test_legacy_prompt_completion_is_accepted_with_a_note() -> None:
     report = validate_file(ASSETS / "legacy_prompt_completion.jsonl")
     assert report.ok and report.format == "prompt_completion" and report.n_examples == 12

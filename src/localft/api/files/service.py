@@ -60,8 +60,10 @@ class FileService:
         """`localft.data.validate`'s report on a stored fine-tune file, the same checks `localft validate` and job
         creation run. Tokens are counted with `model`'s tokenizer when given, else estimated (the report says which).
         """
+        from localft.data.budget import OPENAI_BUDGET
         from localft.data.tokens import APPROXIMATE, model_tokens
         from localft.data.validate import validate_file
+        from localft.training.auto import training_budget
 
         record = self.storage.store.get_file(file_id)
         if record.purpose != "fine-tune":
@@ -78,7 +80,11 @@ class FileService:
                 message = exc.message if isinstance(exc, LocalftError) else str(exc)
                 raise InvalidRequestError(f"Cannot load the tokenizer of {model!r}: {message}", param="model") from exc
         report = validate_file(
-            self.storage.path(record), count_tokens=tokens.count, max_tokens=tokens.context, tokenizer_name=tokens.name
+            self.storage.path(record),
+            count_tokens=tokens.count,
+            max_tokens=tokens.context,
+            tokenizer_name=tokens.name,
+            budget=training_budget(tokens.family) if tokens.family else OPENAI_BUDGET,
         )
         # The caller knows the file by id and name; the server's storage path is none of its business.
         return {**report.to_dict(), "path": record.filename, "file_id": record.id}

@@ -1,6 +1,6 @@
 // New job: pick or upload a training file, see its validation report, choose a base model and hyperparameters.
 
-import { api, listAll } from "../api.js";
+import { ApiError, api, listAll } from "../api.js";
 import { el, errorBox, fmtBytes, fmtInt, loading, mount, table } from "../ui.js";
 
 // The server's report (`GET /v1/files/{id}/validation`): the same checks `localft validate` and job creation run.
@@ -13,7 +13,7 @@ function reportView(report, file) {
     `${fmtInt(report.n_examples)} examples`,
     report.n_examples !== report.n_lines ? ` (of ${fmtInt(report.n_lines)} lines)` : "",
     report.format ? `, ${report.format.replace("_", "/")} format` : "",
-    report.ok ? `, n_epochs "auto" would be ${report.n_epochs}` : "",
+    report.ok ? `, n_epochs "auto" would be ${report.n_epochs} (${report.n_epochs_rule})` : "",
     ".",
   );
   // Past 50 problems of one code the server only counts them: say how many the table leaves out.
@@ -80,6 +80,19 @@ function reportView(report, file) {
   );
 }
 
+// The report for a model the user chose counts with its tokenizer and gives its family's auto epochs (encoders run
+// more than OpenAI's rule on small files). A model the server cannot load (a typo, an ft: id) gets the estimate.
+async function validation(fileId, model) {
+  const path = `/files/${encodeURIComponent(fileId)}/validation`;
+  if (!model) return api(path);
+  try {
+    return await api(path, { query: { model } });
+  } catch (error) {
+    if (error instanceof ApiError && error.param === "model") return api(path);
+    throw error;
+  }
+}
+
 function optionalNumber(form, name, parse) {
   const raw = form.elements[name].value.trim();
   return raw === "" ? "auto" : parse(raw);
@@ -112,17 +125,29 @@ export async function render(container) {
 
   const reportSlot = el("div", { id: "validation-slot" });
   const submitError = el("div");
+  const defaultModel = baseModels.find((id) => !id.startsWith("ft:")) || "";
+  const modelInput = el("input", {
+    name: "model",
+    id: "base-model",
+    list: "base-models",
+    value: defaultModel,
+    required: true,
+  });
+  // Until the user picks a model the report uses the estimate, which is what the default LLM's epochs follow, and
+  // opening the page never loads (or downloads) a tokenizer.
+  let modelChosen = false;
   let report = null;
 
   async function checkFile(fileId) {
     report = null;
     if (!fileId) return mount(reportSlot);
     const file = fileList.find((f) => f.id === fileId);
+    const model = modelChosen ? modelInput.value.trim() : "";
     mount(reportSlot, loading("Checking the file…"));
     try {
-      const checked = await api(`/files/${encodeURIComponent(fileId)}/validation`);
-      // A slow check must not overwrite the report of a file chosen since.
-      if (trainingSelect.value !== fileId) return;
+      const checked = await validation(fileId, model);
+      // A slow check must not overwrite the report of a file or model chosen since.
+      if (trainingSelect.value !== fileId || (modelChosen ? modelInput.value.trim() : "") !== model) return;
       report = checked;
       mount(reportSlot, reportView(report, file));
       epochs.placeholder = report.ok ? `auto (${report.n_epochs})` : "auto";
@@ -131,6 +156,10 @@ export async function render(container) {
     }
   }
   trainingSelect.addEventListener("change", () => checkFile(trainingSelect.value));
+  modelInput.addEventListener("change", () => {
+    modelChosen = true;
+    checkFile(trainingSelect.value);
+  });
 
   const upload = el("input", { type: "file", name: "upload", id: "upload-training", accept: ".jsonl,.json,.txt" });
   upload.addEventListener("change", async () => {
@@ -151,7 +180,6 @@ export async function render(container) {
   });
 
   const epochs = el("input", { name: "n_epochs", type: "number", min: 1, max: 50, step: 1, placeholder: "auto" });
-  const defaultModel = baseModels.find((id) => !id.startsWith("ft:")) || "";
   const form = el(
     "form",
     { class: "card form", id: "new-job-form", novalidate: true },
@@ -172,7 +200,7 @@ export async function render(container) {
         "label",
         {},
         "Base model",
-        el("input", { name: "model", id: "base-model", list: "base-models", value: defaultModel, required: true }),
+        modelInput,
         el("datalist", { id: "base-models" }, baseModels.map((id) => el("option", { value: id }))),
         el("span", { class: "hint" }, "A listed model, an OpenAI alias, a previous ft: model or a local folder."),
       ),
