@@ -221,6 +221,59 @@ def test_a_new_head_with_many_labels_learns_at_its_own_rate(tiny_encoder: Path, 
     assert [group.lr_scale for group in again.parameter_groups()] == [1.0]
 
 
+def test_a_checkpoint_from_before_the_heads_own_rate_resumes(
+    tiny_encoder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job with many labels that was mid-run across the upgrade giving a new head its own rate: its checkpoint
+    holds one optimizer group, the learner now makes two. The saved moments carry over by position: with both rates
+    equal, the resumed run trains exactly the weights an uninterrupted one-group run does."""
+    from safetensors.torch import load_file
+
+    from localft.errors import TrainingCancelled
+
+    records = [chat(f"request {i}", f"intent {i % encoder_head.MANY_LABELS}") for i in range(60)]
+    train = write_jsonl(tmp_path / "t.jsonl", records)
+
+    def spec(out: str, **kw: object) -> TrainSpec:
+        hp = Hyperparameters(n_epochs=2, batch_size=8, learning_rate_multiplier=10.0)
+        return TrainSpec(
+            base_model=str(tiny_encoder), training_file=train, output_dir=tmp_path / out, hyperparameters=hp, **kw
+        )  # type: ignore[arg-type]
+
+    def weights(result: object) -> dict[str, torch.Tensor]:
+        return load_file(result.final_checkpoint / "model" / "model.safetensors")  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(encoder_head, "NEW_HEAD_LR_SCALE", 1.0)
+    with monkeypatch.context() as before_the_upgrade:
+        before_the_upgrade.setattr(encoder_head, "MANY_LABELS", 10_000)  # one group for every weight
+        full = run_training(spec("full"), ListSink())
+        stopping = ListSink(stop_after_checkpoints=1)
+        with pytest.raises(TrainingCancelled):
+            run_training(spec("part"), stopping)
+    first = stopping.checkpoints[0].path
+    resumed = run_training(spec("part", resume_from=first), ListSink())
+    assert resumed.steps == full.steps
+    wf, wr = weights(full), weights(resumed)
+    for key in wf:
+        torch.testing.assert_close(wr[key], wf[key], rtol=1e-5, atol=1e-6)
+
+    # At today's rate the head's group resumes at its own point of the schedule.
+    from localft.training.dataset import read_examples
+    from localft.training.loop import Plan, TrainLoop
+
+    monkeypatch.setattr(encoder_head, "NEW_HEAD_LR_SCALE", 30.0)
+    task = detect_task([r["messages"][-1]["content"] for r in records])
+    learner = EncoderLearner(tiny_encoder, _load_tokenizer(tiny_encoder), task, "cpu", max_length=32)
+    items = learner.make_items(read_examples(train))
+    plan = Plan(n_epochs=2, batch_size=8, learning_rate=1e-3, seed=0, tokens_per_forward=1 << 20)
+    loop = TrainLoop(learner, items, [], plan, ListSink(), tmp_path / "again", lambda *a: None)  # type: ignore[arg-type,return-value]
+    loop.resume(first)
+    body, head = loop.optimizer.param_groups
+    assert head["lr"] == pytest.approx(30 * body["lr"]) and 0 < body["lr"] < 1e-3
+    assert loop.scheduler.get_last_lr() == [body["lr"], head["lr"]]
+    assert all(len(loop.optimizer.state[p]) == 3 for p in head["params"])  # step and both moments carried over
+
+
 def test_other_architectures_keep_their_forward(tiny_causal_lm: Path) -> None:
     from transformers import AutoModelForCausalLM
 
