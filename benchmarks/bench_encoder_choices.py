@@ -3,20 +3,21 @@
     .venv/bin/python -m benchmarks.bench_encoder_choices [--choice attention-dropout|hidden-dropout|word-embeddings|
                                                           min-steps|head-rate] [--datasets airline sst2 ...]
                                                          [--seeds 0 1 2] [--values 100 250 ...] [--min-steps N]
+                                                         [--multiplier M]
 
 Each choice is a module-level setting of the training engine, with two or more arms: `attention-dropout` drops 10% of
 the attention weights as MiniLM's config asks, or none (`encoder_head.ATTENTION_DROPOUT`); `hidden-dropout` likewise for
 the hidden states (`encoder_head.HIDDEN_DROPOUT`); `word-embeddings` trains the word embedding matrix or freezes it
 (`encoder_head.TRAIN_WORD_EMBEDDINGS`); `min-steps` is the number of optimizer steps an encoder's `auto` epochs add up
-to at least (`auto.MIN_ENCODER_STEPS`); `head-rate` multiplies the new classification head's learning rate
-(`encoder_head.NEW_HEAD_LR_SCALE`; here for any number of labels). For these two `--values` picks the arms;
-`--min-steps` sets `auto.MIN_ENCODER_STEPS` for every arm of the other choices. Each dataset is fine-tuned with
-`run_training` (the engine the worker calls, `auto` hyperparameters) once per seed and arm, the arms back to back with
-the same seed, so runs of one seed differ only in the choice. The score is the last epoch's validation (accuracy for
-single-label data, micro F1 for Jigsaw's multi-label; the engine scores a seeded sample of 500 where the validation file
-is larger); prints one Markdown row per run as it finishes, then per dataset the mean of each arm and the paired
-differences of each arm from the first. The speed side of the encoder_head choices is `bench_training --alternate CHOICE
---only minilm-l6`.
+to at least (`auto.MIN_ENCODER_STEPS`); `head-rate` is the least learning rate of the new classification head, as a
+multiple of the encoders' base rate (`encoder_head.NEW_HEAD_LR_SCALE`; here for any number of labels). For these two
+`--values` picks the arms; `--min-steps` sets `auto.MIN_ENCODER_STEPS` for every arm of the other choices. Each dataset
+is fine-tuned with `run_training` (the engine the worker calls, `auto` hyperparameters; `--multiplier` sets
+`learning_rate_multiplier` for every arm) once per seed and arm, the arms back to back with the same seed, so runs of
+one seed differ only in the choice. The score is the last epoch's validation (accuracy for single-label data, micro F1
+for Jigsaw's multi-label; the engine scores a seeded sample of 500 where the validation file is larger); prints one
+Markdown row per run as it finishes, then per dataset the mean of each arm and the paired differences of each arm from
+the first. The speed side of the encoder_head choices is `bench_training --alternate CHOICE --only minilm-l6`.
 
 Datasets (from ../shared/datasets, validation held out from training):
 `airline` 600 tweets (200 per class) / the next 600; `sst2` the first 600 of train.tsv / dev.tsv (872);
@@ -71,7 +72,7 @@ CHOICES = {
     "word-embeddings": Choice("encoder_head", "TRAIN_WORD_EMBEDDINGS", {"trained": True, "frozen": False}),
     "hidden-dropout": Choice("encoder_head", "HIDDEN_DROPOUT", {"0.1 (MiniLM's)": None, "0": 0.0}),
     "min-steps": Choice("auto", "MIN_ENCODER_STEPS", {"100": 100, "250": 250, "400": 400}),
-    # The engine scales the head's rate from `MANY_LABELS` labels on; the study scales it for any number.
+    # The engine gives the head its own rate from `MANY_LABELS` labels on; the study does for any number.
     "head-rate": Choice("encoder_head", "NEW_HEAD_LR_SCALE", {"1": 1.0, "30": 30.0}, {"MANY_LABELS": 0}),
 }
 NUMERIC: dict[str, Callable[[float], Any]] = {"min-steps": int, "head-rate": float}
@@ -159,7 +160,12 @@ def _score(sink: RecordingSink) -> float | None:
 
 
 def run(
-    choice: str, dataset: str, seeds: list[int], scores: dict[tuple[str, str], list[float]], arms: dict[str, Any]
+    choice: str,
+    dataset: str,
+    seeds: list[int],
+    scores: dict[tuple[str, str], list[float]],
+    arms: dict[str, Any],
+    hparams: Hyperparameters,
 ) -> None:
     chosen = CHOICES[choice]
     module = importlib.import_module(f"localft.training.{chosen.module}")
@@ -176,7 +182,7 @@ def run(
                 sink = RecordingSink()
                 started = time.perf_counter()
                 out = folder / f"{seed}-{arm}"
-                spec = TrainSpec(ENCODER, train_file, out, valid_file, Hyperparameters(), seed=seed, cache_dir=CACHE)
+                spec = TrainSpec(ENCODER, train_file, out, valid_file, hparams, seed=seed, cache_dir=CACHE)
                 try:
                     result = run_training(spec, sink)
                 finally:
@@ -217,6 +223,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
     parser.add_argument("--values", nargs="*", type=float, help="min-steps, head-rate: the values to compare")
     parser.add_argument("--min-steps", type=int, help="the other choices: auto.MIN_ENCODER_STEPS for every arm")
+    parser.add_argument("--multiplier", type=float, help="learning_rate_multiplier for every run [auto]")
     args = parser.parse_args([] if argv is None else argv)  # `python -m benchmarks NAME` keeps its own argv
     if args.min_steps is not None:
         import localft.training.auto as auto
@@ -229,8 +236,9 @@ def main(argv: list[str] | None = None) -> None:
         arms = CHOICES[choice].arms
         if choice in NUMERIC and args.values:
             arms = {f"{value:g}": NUMERIC[choice](value) for value in args.values}
+        hparams = Hyperparameters(learning_rate_multiplier=args.multiplier or "auto")
         for dataset in args.datasets:
-            run(choice, dataset, args.seeds, scores, arms)
+            run(choice, dataset, args.seeds, scores, arms, hparams)
         summary(args.datasets, scores, arms)
 
 

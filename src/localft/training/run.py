@@ -65,9 +65,9 @@ def run_training(spec: TrainSpec, sink: EventSink) -> TrainResult:
         learner.fit_class_weights(train_items)  # type: ignore[attr-defined]
     precision = "bf16 autocast" if bf16_available(device) else "fp32"
     own_rates = "".join(
-        f", {group.name} at {hp.learning_rate * group.lr_scale:g}"
+        f", {group.name} at {group.learning_rate(hp.learning_rate):g}"
         for group in learner.parameter_groups()
-        if group.lr_scale != 1
+        if group.learning_rate(hp.learning_rate) != hp.learning_rate
     )
     sink.log(
         f"Training {resolved_name} ({family}, {precision} on {device}): {hp.n_epochs} epochs, batch size "

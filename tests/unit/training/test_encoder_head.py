@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -186,39 +187,45 @@ def test_frozen_word_embeddings_stay_as_they_were(
 
 
 def test_a_new_head_with_many_labels_learns_at_its_own_rate(tiny_encoder: Path, tmp_path: Path) -> None:
-    """With `MANY_LABELS` labels or more, the weights the base model lacks (the classification head) get
-    `NEW_HEAD_LR_SCALE` times the rate in the loop's optimizer; with fewer labels, or a base model that already is a
+    """With `MANY_LABELS` labels or more, the weights the base model lacks (the classification head) learn at least
+    at `NEW_HEAD_LR_SCALE` times the encoders' base rate, whatever the job's multiplier does to the other weights; with
+    fewer labels, or a base model that already is a
     classifier with these labels, every weight trains at the one rate."""
     from localft.training.dataset import read_examples
     from localft.training.loop import Plan, TrainLoop
 
     tokenizer = _load_tokenizer(tiny_encoder)
     few = EncoderLearner(tiny_encoder, tokenizer, detect_task(["positive", "negative"] * 5), "cpu", max_length=32)
-    assert [(len(g.params), g.lr_scale) for g in few.parameter_groups()] == [(len(list(few.model.parameters())), 1.0)]
+    assert [(len(g.params), g.min_lr) for g in few.parameter_groups()] == [(len(list(few.model.parameters())), 0.0)]
 
     many = detect_task([f"intent {i}" for i in range(encoder_head.MANY_LABELS)] * 3)
     learner = EncoderLearner(tiny_encoder, tokenizer, many, "cpu", max_length=32)
     pretrained, new = learner.parameter_groups()
     head = learner.model.classifier
     assert [id(p) for p in new.params] == [id(head.weight), id(head.bias)]
-    assert new.lr_scale == encoder_head.NEW_HEAD_LR_SCALE > 1
-    assert pretrained.lr_scale == 1.0 and len(pretrained.params) == len(list(learner.model.parameters())) - 2
+    assert new.min_lr == pytest.approx(1e-4 * encoder_head.NEW_HEAD_LR_SCALE) and encoder_head.NEW_HEAD_LR_SCALE > 1
+    assert pretrained.min_lr == 0.0 and len(pretrained.params) == len(list(learner.model.parameters())) - 2
     records = [chat(f"request {i}", f"intent {i}") for i in range(encoder_head.MANY_LABELS)] * 3
     items = learner.make_items(read_examples(write_jsonl(tmp_path / "t.jsonl", records)))
-    plan = Plan(n_epochs=1, batch_size=len(items), learning_rate=1e-4, seed=0, tokens_per_forward=1 << 20)
-    loop = TrainLoop(learner, items, [], plan, ListSink(), tmp_path, lambda *a: None)  # type: ignore[arg-type,return-value]
-    rates = [group["initial_lr"] for group in loop.optimizer.param_groups]
-    assert rates == pytest.approx([1e-4, 1e-4 * encoder_head.NEW_HEAD_LR_SCALE])
-    sink = ListSink()  # the job says what ran
-    run_training(encoder_spec(tiny_encoder, tmp_path / "t.jsonl", None, tmp_path / "out"), sink)
-    rate = 30 * 1e-4 * encoder_head.NEW_HEAD_LR_SCALE
-    assert any(f"(multiplier 30, the new classification head at {rate:g})" in line for line in sink.messages)
+    head_rate = 1e-4 * encoder_head.NEW_HEAD_LR_SCALE
+    for multiplier, expected in [(1.0, [1e-4, head_rate]), (0.1, [1e-5, head_rate]), (100.0, [1e-2, 1e-2])]:
+        rate = 1e-4 * multiplier
+        plan = Plan(n_epochs=1, batch_size=len(items), learning_rate=rate, seed=0, tokens_per_forward=1 << 20)
+        loop = TrainLoop(learner, items, [], plan, ListSink(), tmp_path, lambda *a: None)  # type: ignore[arg-type,return-value]
+        assert [group["initial_lr"] for group in loop.optimizer.param_groups] == pytest.approx(expected)
+    sink = ListSink()  # the job says what ran: multiplier 0.3 puts the rest at 3e-5, the head keeps its own rate
+    spec = encoder_spec(tiny_encoder, tmp_path / "t.jsonl", None, tmp_path / "out")
+    run_training(replace(spec, hyperparameters=Hyperparameters(n_epochs=1, learning_rate_multiplier=0.3)), sink)
+    assert any(f"(multiplier 0.3, the new classification head at {head_rate:g})" in line for line in sink.messages)
+    sink = ListSink()  # multiplier 30 (3e-3) is no slower than the head's own rate: one rate, nothing to name
+    run_training(spec, sink)
+    assert any("learning rate 0.003 (multiplier 30), max length" in line for line in sink.messages)
 
     classifier = tmp_path / "classifier"
     learner.model.save_pretrained(classifier)
     tokenizer.save_pretrained(classifier)
     again = EncoderLearner(classifier, _load_tokenizer(classifier), many, "cpu", max_length=32)
-    assert [group.lr_scale for group in again.parameter_groups()] == [1.0]
+    assert [group.min_lr for group in again.parameter_groups()] == [0.0]
 
 
 def test_a_checkpoint_from_before_the_heads_own_rate_resumes(
@@ -243,7 +250,7 @@ def test_a_checkpoint_from_before_the_heads_own_rate_resumes(
     def weights(result: object) -> dict[str, torch.Tensor]:
         return load_file(result.final_checkpoint / "model" / "model.safetensors")  # type: ignore[attr-defined]
 
-    monkeypatch.setattr(encoder_head, "NEW_HEAD_LR_SCALE", 1.0)
+    monkeypatch.setattr(encoder_head, "NEW_HEAD_LR_SCALE", 0.0)
     with monkeypatch.context() as before_the_upgrade:
         before_the_upgrade.setattr(encoder_head, "MANY_LABELS", 10_000)  # one group for every weight
         full = run_training(spec("full"), ListSink())
@@ -257,7 +264,7 @@ def test_a_checkpoint_from_before_the_heads_own_rate_resumes(
     for key in wf:
         torch.testing.assert_close(wr[key], wf[key], rtol=1e-5, atol=1e-6)
 
-    # At today's rate the head's group resumes at its own point of the schedule.
+    # At the head's own rate its group resumes at its own point of the schedule.
     from localft.training.dataset import read_examples
     from localft.training.loop import Plan, TrainLoop
 
@@ -265,11 +272,11 @@ def test_a_checkpoint_from_before_the_heads_own_rate_resumes(
     task = detect_task([r["messages"][-1]["content"] for r in records])
     learner = EncoderLearner(tiny_encoder, _load_tokenizer(tiny_encoder), task, "cpu", max_length=32)
     items = learner.make_items(read_examples(train))
-    plan = Plan(n_epochs=2, batch_size=8, learning_rate=1e-3, seed=0, tokens_per_forward=1 << 20)
+    plan = Plan(n_epochs=2, batch_size=8, learning_rate=1e-4, seed=0, tokens_per_forward=1 << 20)
     loop = TrainLoop(learner, items, [], plan, ListSink(), tmp_path / "again", lambda *a: None)  # type: ignore[arg-type,return-value]
     loop.resume(first)
     body, head = loop.optimizer.param_groups
-    assert head["lr"] == pytest.approx(30 * body["lr"]) and 0 < body["lr"] < 1e-3
+    assert head["lr"] == pytest.approx(30 * body["lr"]) and 0 < body["lr"] < 1e-4
     assert loop.scheduler.get_last_lr() == [body["lr"], head["lr"]]
     assert all(len(loop.optimizer.state[p]) == 3 for p in head["params"])  # step and both moments carried over
 
