@@ -40,6 +40,7 @@ def test_create_answers_at_once_then_validates_and_queues(
         "smollm2-135m-instruct", 7, {"team": "support"}, "airline",
     )  # fmt: skip
     assert job.hyperparameters.n_epochs == 2 and job.hyperparameters.batch_size == "auto"
+    assert job.hyperparameters.model_dump() == {"n_epochs": 2, "batch_size": "auto", "learning_rate_multiplier": "auto"}
     assert job.method is not None and job.method.type == "supervised"
     assert (job.fine_tuned_model, job.trained_tokens, job.result_files, job.error) == (None, None, [], None)
     queued = helpers.wait_for_status(idle_client, job.id, {"queued"})
@@ -87,6 +88,7 @@ def test_a_bad_line_fails_the_job_naming_the_line(helpers: Any, idle_client: ope
         ({"model": "gpt-17-ultra"}, "model", "not available for fine-tuning"),
         ({"hyperparameters": {"n_epochs": 0}}, "hyperparameters.n_epochs", "whole number from 1 to 50"),
         ({"hyperparameters": {"epochs": 3}}, "hyperparameters.epochs", "Unrecognized request argument"),
+        ({"hyperparameters": {"max_length": 8}}, "hyperparameters.max_length", "whole number from 16 to 32768"),
         ({"method": {"type": "dpo"}}, "method.type", "supervised"),
         ({"suffix": "a:b"}, "suffix", "letters, digits"),
         ({"seed": -1}, "seed", "greater than or equal to 0"),

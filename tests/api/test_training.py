@@ -117,6 +117,41 @@ def test_upload_train_succeed_answer_delete(
         client.chat.completions.create(model=model_id, messages=[{"role": "user", "content": "hi"}])
 
 
+def test_max_length_cuts_examples_and_shows_where_it_was_asked_for(
+    client: openai.OpenAI, settings: Settings, tiny_causal_lm: Path, tmp_path: Path, helpers: Any
+) -> None:
+    """`max_length` (a localft extension of the hyperparameters) reaches the engine, the job's events and its
+    checkpoints; a length past the model's positions is cut to them, with a warning."""
+    from localft.training.checkpoint import read_checkpoint
+
+    training = _upload(client, helpers.write_chat_jsonl(tmp_path / "train.jsonl", 12))
+    for asked, ran in [(24, 24), (1024, 512)]:  # the tiny model has 512 positions
+        job = client.fine_tuning.jobs.create(
+            model=str(tiny_causal_lm),
+            training_file=training,
+            hyperparameters={"n_epochs": 1, "batch_size": 4, "max_length": asked},  # type: ignore[typeddict-unknown-key]
+        )
+        assert job.hyperparameters.model_dump()["max_length"] == asked
+        done = helpers.wait_for_status(client, job.id, {"succeeded", "failed"}, timeout=300)
+        assert done.status == "succeeded", done.error
+        assert done.hyperparameters.model_dump()["max_length"] == ran
+        events = client.fine_tuning.jobs.list_events(job.id, limit=100).data
+        assert any(f"max length {ran} tokens" in e.message for e in events)
+        warnings = [e.message for e in events if e.level == "warn"]
+        assert warnings == (
+            []
+            if asked == ran
+            else [f"max_length 1024 is more than the 512 positions of {tiny_causal_lm}: examples are cut to 512 tokens"]
+        )
+        [checkpoint] = [c for c in client.fine_tuning.jobs.checkpoints.list(job.id).data]
+        folder = next(settings.jobs_dir.joinpath(job.id).glob("step-*"))
+        assert read_checkpoint(folder).max_length == ran and checkpoint.step_number == 3
+    # 24 tokens cut every example (each is about 30): fewer tokens trained than at 512.
+    jobs = client.fine_tuning.jobs.list().data
+    tokens = {j.hyperparameters.model_dump()["max_length"]: j.trained_tokens for j in jobs}
+    assert tokens[24] < tokens[512]
+
+
 def test_cancel_stops_training_and_frees_the_worker(
     client: openai.OpenAI, tiny_causal_lm: Path, tmp_path: Path, helpers: Any
 ) -> None:

@@ -120,11 +120,13 @@ def test_upload_train_watch_chat_delete(
     page.fill("#suffix", "e2e")
     page.fill("[name=n_epochs]", str(N_EPOCHS))
     page.fill("[name=batch_size]", str(BATCH_SIZE))
+    page.fill("[name=max_length]", "48")
     page.click("#create-job")
     page.wait_for_url("**/#/jobs/ftjob-*")
     job_id = page.url.rsplit("/", 1)[1]
     job = client.fine_tuning.jobs.retrieve(job_id)
     assert job.training_file == train_id and job.validation_file == valid_id and job.user_provided_suffix == "e2e"
+    assert job.hyperparameters.model_dump()["max_length"] == 48
 
     # 3. Watch the chart move. The job is paused through the API as soon as validation lets it be (the page polls
     # every 2 s, too slow to catch a tiny model's steps: on an idle machine the whole run takes a few seconds),
@@ -144,6 +146,7 @@ def test_upload_train_watch_chat_delete(
     # The page says what the API says.
     job = client.fine_tuning.jobs.retrieve(job_id)
     assert job.status == "succeeded" and job.fine_tuned_model
+    page.get_by_text("48 tokens", exact=True).wait_for()  # the extension's max_length, among the hyperparameters
     page.locator("#fine-tuned-model").wait_for()
     assert page.locator("#fine-tuned-model").inner_text() == job.fine_tuned_model
     assert job.fine_tuned_model in page.locator("#python-snippet").inner_text()

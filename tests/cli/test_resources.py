@@ -106,9 +106,12 @@ def test_job_verbs_on_a_job_with_invalid_data(live_server: EmbeddedServer, tmp_p
     """Too few examples: the job fails with OpenAI's code; `watch` exits 4 with the server's message."""
     data = write_chat(tmp_path / "small.jsonl", TWEETS[:5])
     file_id = run(live_server, "files", "upload", str(data)).output.strip()
-    created = run_json(live_server, "jobs", "create", "--model", "smollm2-135m-instruct", "--training-file", file_id)
+    created = run_json(
+        live_server, "jobs", "create", "--model", "smollm2-135m-instruct", "--training-file", file_id,
+        "--max-length", "1024",
+    )  # fmt: skip
     job_id = created["id"]
-    assert created["object"] == "fine_tuning.job"
+    assert created["object"] == "fine_tuning.job" and created["hyperparameters"]["max_length"] == 1024
 
     watched = run(live_server, "jobs", "watch", job_id)
     assert watched.exit_code == 4, watched.output

@@ -65,6 +65,7 @@ def train(
     n_epochs: int | None,
     batch_size: int | None,
     learning_rate_multiplier: float | None,
+    max_length: int | None,
     suffix: str | None,
     out_dir: Path | None,
     run_eval: bool,
@@ -92,9 +93,8 @@ def train(
     with connect(base_url, start_if_down=True) as conn, api_errors():
         if conn.embedded:
             click.echo(f"No server at {DEFAULT_BASE_URL}: running an embedded one for this command.", err=True)
-        job = _start_job(
-            conn.client, splits, model, hyperparameters(n_epochs, batch_size, learning_rate_multiplier), suffix, seed
-        )
+        chosen = hyperparameters(n_epochs, batch_size, learning_rate_multiplier, max_length)
+        job = _start_job(conn.client, splits, model, chosen, suffix, seed)
         click.echo(f"Created {job.id} ({model}); follow it elsewhere with: localft jobs watch {job.id}", err=True)
         try:
             job = watch_to_end(conn.client, job.id)

@@ -217,7 +217,10 @@ class Worker:
             log.warning("job %s: could not resolve hyperparameters early", job.id, exc_info=True)
             return
         self.store.transition(
-            job.id, expect=["running"], held_by=self.worker_id, hyperparameters=_public_hyperparameters(resolved)
+            job.id,
+            expect=["running"],
+            held_by=self.worker_id,
+            hyperparameters=_public_hyperparameters(resolved, job.hyperparameters),
         )
 
     def _stopped(self, job: JobRecord) -> None:
@@ -270,7 +273,7 @@ class Worker:
             fine_tuned_model=job.model_name,
             finished_at=int(time.time()),
             trained_tokens=result.trained_tokens,
-            hyperparameters=_public_hyperparameters(result.hyperparameters),
+            hyperparameters=_public_hyperparameters(result.hyperparameters, job.hyperparameters),
             result_files=[result_file.id],
             estimated_finish=None,
         )
@@ -286,8 +289,11 @@ def _default_train() -> Train:
     return train
 
 
-def _public_hyperparameters(resolved: dict[str, Any]) -> dict[str, Any]:
-    keys = ("n_epochs", "batch_size", "learning_rate_multiplier")
+def _public_hyperparameters(resolved: dict[str, Any], requested: dict[str, Any]) -> dict[str, Any]:
+    """OpenAI's three as they ran, and `max_length` (a localft extension) where the job asked for it."""
+    keys = ["n_epochs", "batch_size", "learning_rate_multiplier"]
+    if "max_length" in requested:
+        keys.append("max_length")
     return {key: resolved[key] for key in keys if key in resolved}
 
 

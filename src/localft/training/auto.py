@@ -62,7 +62,7 @@ class Resolved:
         return asdict(self)
 
 
-def resolve(hparams: Hyperparameters, family: Family, n_examples: int, max_length: int | None = None) -> Resolved:
+def resolve(hparams: Hyperparameters, family: Family, n_examples: int) -> Resolved:
     """Fill in every "auto" for a family and a training set of `n_examples`."""
     if hparams.batch_size == "auto":
         batch_size = max(1, min(AUTO_BATCH_SIZE[family], n_examples // MIN_STEPS_PER_EPOCH))
@@ -82,7 +82,7 @@ def resolve(hparams: Hyperparameters, family: Family, n_examples: int, max_lengt
         batch_size=batch_size,
         learning_rate_multiplier=multiplier,
         learning_rate=BASE_LEARNING_RATE[family] * multiplier,
-        max_length=max_length or MAX_LENGTH[family],
+        max_length=MAX_LENGTH[family] if hparams.max_length == "auto" else hparams.max_length,
     )
 
 

@@ -1,4 +1,5 @@
-"""Hyperparameters as OpenAI accepts them: each `"auto"` or a value, validated on construction."""
+"""Hyperparameters as OpenAI accepts them, plus localft's `max_length`: each `"auto"` or a value, validated on
+construction."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ Auto = Literal["auto"]
 
 @dataclass(frozen=True)
 class Hyperparameters:
-    """The three knobs of OpenAI's supervised method. `"auto"` is resolved by the engine from the data."""
+    """The three knobs of OpenAI's supervised method, and `max_length` (a localft extension). `"auto"` is resolved by
+    the engine from the data and the model."""
 
     n_epochs: int | Auto = "auto"
     """Passes over the training file, 1-50; auto follows OpenAI's rule (3, more for small files), with more for
@@ -21,10 +23,14 @@ class Hyperparameters:
     """Examples per optimizer step, 1-256; gradient accumulation is used when it does not fit in memory."""
     learning_rate_multiplier: float | Auto = "auto"
     """Scales the model family's base learning rate; > 0."""
+    max_length: int | Auto = "auto"
+    """Tokens each example is cut to, 16-32,768 (at most the model's context); auto: 512 for LLMs, 256 for encoders
+    (`training.auto.MAX_LENGTH`). An LLM's example loses the middle of its context, never its answer."""
 
     def __post_init__(self) -> None:
         _check_int("n_epochs", self.n_epochs, 1, 50)
         _check_int("batch_size", self.batch_size, 1, 256)
+        _check_int("max_length", self.max_length, 16, 32_768)
         lr = self.learning_rate_multiplier
         if lr != "auto" and (isinstance(lr, bool) or not isinstance(lr, int | float) or not lr > 0):
             raise InvalidRequestError(
@@ -35,17 +41,22 @@ class Hyperparameters:
     @classmethod
     def from_dict(cls, raw: dict[str, Any] | None) -> Hyperparameters:
         raw = dict(raw or {})
-        unknown = set(raw) - {"n_epochs", "batch_size", "learning_rate_multiplier"}
+        unknown = set(raw) - {"n_epochs", "batch_size", "learning_rate_multiplier", "max_length"}
         if unknown:
             name = sorted(unknown)[0]
             raise InvalidRequestError(
-                f"Unknown hyperparameter {name!r}: use n_epochs, batch_size or learning_rate_multiplier.",
+                f"Unknown hyperparameter {name!r}: use n_epochs, batch_size, learning_rate_multiplier or max_length.",
                 param=f"hyperparameters.{name}",
             )
         return cls(**{k: v for k, v in raw.items() if v is not None})
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """OpenAI's three, and `max_length` only where it was given: a job that does not use the extension looks
+        exactly like OpenAI's."""
+        values = asdict(self)
+        if self.max_length == "auto":
+            del values["max_length"]
+        return values
 
 
 def _check_int(name: str, value: object, low: int, high: int) -> None:

@@ -99,8 +99,6 @@ class TrainSpec:
     loses minutes, not an epoch; resume from them like a checkpoint. None: epoch checkpoints only."""
     task: Literal["auto", "classification", "generation"] = "auto"
     """`auto` detects a classifier from the answers (training/task.py); the others force a task."""
-    max_length: int | None = None
-    """Truncation length in tokens; None takes the family default (training/auto.py)."""
     class_weights: bool = False
     """Encoders: weight classes by inverse frequency to counter imbalance."""
     compile_layers: CompilePolicy = "auto"

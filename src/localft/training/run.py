@@ -8,6 +8,7 @@ store; the worker, the CLI and tests each bring their own sink.
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,7 @@ def run_training(spec: TrainSpec, sink: EventSink) -> TrainResult:
     train = read_examples(spec.training_file)
     valid = read_examples(spec.validation_file) if spec.validation_file else []
     task = detect_task([ex.answer for ex in train], spec.task)
-    hp = resolve(spec.hyperparameters, family, len(train), spec.max_length)
+    hp = _within_context(resolve(spec.hyperparameters, family, len(train)), model_dir, resolved_name, sink)
     _check_task(task, family, spec)
     sink.log(_describe(task, len(train), len(valid)))
 
@@ -152,6 +153,22 @@ def _compile(learner: Any, cache_dir: Path, cached: bool, sink: EventSink) -> bo
         f"the compiler ({wait})"
     )
     return True
+
+
+def _within_context(hp: Resolved, model_dir: Path, name: str, sink: EventSink) -> Resolved:
+    """A `max_length` past the model's positions would ask for position embeddings it does not have: cut it to the
+    model's context, and say so."""
+    from transformers import AutoConfig
+
+    context = getattr(AutoConfig.from_pretrained(model_dir), "max_position_embeddings", None)
+    if not isinstance(context, int) or hp.max_length <= context:
+        return hp
+    sink.log(
+        f"max_length {hp.max_length} is more than the {context} positions of {name}: examples are cut to {context} "
+        "tokens",
+        level="warn",
+    )
+    return replace(hp, max_length=context)
 
 
 def _load_tokenizer(model_dir: Path) -> Any:

@@ -27,7 +27,8 @@ def test_encoders_get_epochs_for_enough_steps() -> None:
 
 
 def test_explicit_values_win_and_scale_the_base_rate() -> None:
-    hp = resolve(Hyperparameters(n_epochs=1, batch_size=32, learning_rate_multiplier=0.5), "encoder", 1000, 128)
+    chosen = Hyperparameters(n_epochs=1, batch_size=32, learning_rate_multiplier=0.5, max_length=128)
+    hp = resolve(chosen, "encoder", 1000)
     assert (hp.n_epochs, hp.batch_size, hp.max_length) == (1, 32, 128)
     assert hp.learning_rate == BASE_LEARNING_RATE["encoder"] * 0.5
     assert resolve(Hyperparameters(batch_size=64), "encoder", 10).batch_size == 10  # never more than the data

@@ -19,6 +19,9 @@ class HyperparametersIn(BaseModel):
     n_epochs: Auto | int | None = None
     batch_size: Auto | int | None = None
     learning_rate_multiplier: Auto | float | None = None
+    max_length: Auto | int | None = Field(
+        default=None, description="localft extension: tokens each training example is cut to (default: auto)."
+    )
 
 
 class SupervisedIn(BaseModel):

@@ -171,6 +171,7 @@ export async function render(container, ctx) {
         ["Epochs", String(hp.n_epochs ?? "—")],
         ["Batch size", String(hp.batch_size ?? "—")],
         ["LR multiplier", String(hp.learning_rate_multiplier ?? "—")],
+        hp.max_length !== undefined ? ["Max length", `${hp.max_length} tokens`] : null,
         ["Seed", job.seed ?? "—"],
       ]),
     );
