@@ -61,6 +61,43 @@ def test_same_seed_same_weights(tiny_causal_lm: Path, sentiment_files: tuple[Pat
     assert not all(torch.equal(wa[k], wc[k]) for k in wa)
 
 
+_TRAIN_IN_A_NEW_PROCESS = """
+import sys
+from pathlib import Path
+import torch
+from localft.training import Hyperparameters, TrainSpec, run_training
+
+class Quiet:
+    def log(self, message, level="info"): pass
+    def log_metrics(self, metrics): pass
+    def on_checkpoint(self, checkpoint): pass
+    def should_stop(self): return False
+
+torch.set_num_threads(1)
+model, train, out = sys.argv[1:]
+hp = Hyperparameters(n_epochs=2, batch_size=4, learning_rate_multiplier=20.0)
+spec = TrainSpec(base_model=model, training_file=Path(train), output_dir=Path(out), hyperparameters=hp, seed=7)
+run_training(spec, Quiet())
+"""
+
+
+def test_same_seed_same_weights_in_another_process(
+    tiny_causal_lm: Path, sentiment_files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A job resumed or rerun after a restart runs in a new process (its own memory layout and thread pool): the same
+    seed still gives the same weights, to the bit."""
+    import subprocess
+    import sys
+
+    train, _ = sentiment_files
+    here = run_training(spec(tiny_causal_lm, train, None, tmp_path / "here", seed=7), ListSink())
+    args = [str(tiny_causal_lm), str(train), str(tmp_path / "there")]
+    subprocess.run([sys.executable, "-c", _TRAIN_IN_A_NEW_PROCESS, *args], check=True, timeout=300)
+    there = tmp_path / "there" / here.final_checkpoint.name
+    wa, wb = adapter(here.final_checkpoint), adapter(there)
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
 def test_resume_matches_uninterrupted_run(
     tiny_causal_lm: Path, sentiment_files: tuple[Path, Path], tmp_path: Path
 ) -> None:
