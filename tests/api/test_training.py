@@ -157,7 +157,9 @@ def test_cancel_stops_training_and_frees_the_worker(
 ) -> None:
     training = _upload(client, helpers.write_chat_jsonl(tmp_path / "train.jsonl", 12))
     long_job = client.fine_tuning.jobs.create(
-        model=str(tiny_causal_lm), training_file=training, hyperparameters={"n_epochs": 50, "batch_size": 1}
+        model=str(tiny_causal_lm),
+        training_file=training,
+        hyperparameters={"n_epochs": 50, "batch_size": 1, "max_length": 1024},  # type: ignore[typeddict-unknown-key]
     )
     next_job = client.fine_tuning.jobs.create(
         model=str(tiny_causal_lm), training_file=training, hyperparameters={"n_epochs": 1, "batch_size": 4}
@@ -167,8 +169,10 @@ def test_cancel_stops_training_and_frees_the_worker(
     _wait_for_message(client, long_job.id, "Step 3/")
     running = client.fine_tuning.jobs.retrieve(long_job.id)
     assert running.estimated_finish is not None and running.estimated_finish > running.created_at
-    # "auto" is resolved as soon as training starts, as OpenAI shows it while running.
+    # "auto" is resolved as soon as training starts, as OpenAI shows it while running, and a max_length past the
+    # model's 512 positions shows what runs.
     assert isinstance(running.hyperparameters.learning_rate_multiplier, float)
+    assert running.hyperparameters.model_dump()["max_length"] == 512
     assert client.fine_tuning.jobs.cancel(long_job.id).status == "cancelled"
     # The embedded worker runs one job at a time: the next one starting proves the first one stopped.
     helpers.wait_for_status(client, next_job.id, {"running", "succeeded"}, timeout=60)

@@ -11,7 +11,7 @@ from localft.base_models.catalog import (
     list_base_models,
     resolve_alias,
 )
-from localft.base_models.family import model_family
+from localft.base_models.family import model_family, model_positions
 from localft.base_models.fetch import is_installed, local_model_dir, pull
 from localft.base_models.loading import (
     apply_threads,
@@ -35,6 +35,7 @@ __all__ = [
     "load_tokenizer",
     "local_model_dir",
     "model_family",
+    "model_positions",
     "native_bf16",
     "pull",
     "resolve_alias",

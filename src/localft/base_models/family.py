@@ -1,5 +1,6 @@
 """A base model's family: a causal LM (trained with LoRA, answers by scoring its labels) or an encoder (trained with
-a classification head). Training, job scheduling and validation reports all ask here, so they agree."""
+a classification head), and how many positions it has. Training, job scheduling and validation reports all ask here,
+so they agree."""
 
 from __future__ import annotations
 
@@ -24,3 +25,11 @@ def model_family(name: str, model_dir: Path) -> Family:
     if getattr(config, "is_decoder", False) or getattr(config, "model_type", "") in _DECODER_TYPES:
         return "causal_lm"
     return "encoder"
+
+
+def model_positions(model_dir: Path) -> int | None:
+    """The most tokens the model's position embeddings cover (its config's `max_position_embeddings`), if it says."""
+    from transformers import AutoConfig
+
+    positions = getattr(AutoConfig.from_pretrained(model_dir), "max_position_embeddings", None)
+    return positions if isinstance(positions, int) and positions > 0 else None

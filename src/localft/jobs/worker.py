@@ -197,22 +197,24 @@ class Worker:
         )
 
     def _show_resolved_hyperparameters(self, job: JobRecord, spec: TrainSpec) -> None:
-        """Replace "auto" in the job's hyperparameters with the values training will use, before it starts.
+        """Replace "auto" in the job's hyperparameters with the values training will use, before it starts (and a
+        `max_length` with what the model's positions allow).
 
         The engine reports what it used only at the end (TrainResult); OpenAI shows resolved values while running.
         This asks the engine's own rules (training/auto.py) the same question; any problem here is left for
         training itself to report, so it is only logged.
         """
-        if "auto" not in job.hyperparameters.values():
+        if "auto" not in job.hyperparameters.values() and "max_length" not in job.hyperparameters:
             return
         try:
-            from localft.base_models import local_model_dir, model_family, resolve_alias
-            from localft.training.auto import resolve
+            from localft.base_models import local_model_dir, model_family, model_positions, resolve_alias
+            from localft.training.auto import resolve, within_positions
             from localft.training.dataset import read_examples
 
             model_dir = local_model_dir(spec.base_model, self.settings.cache_dir)
             family = model_family(resolve_alias(spec.base_model), model_dir)
-            resolved = resolve(spec.hyperparameters, family, len(read_examples(spec.training_file))).to_dict()
+            asked = resolve(spec.hyperparameters, family, len(read_examples(spec.training_file)))
+            resolved = within_positions(asked, model_positions(model_dir)).to_dict()
         except Exception:
             log.warning("job %s: could not resolve hyperparameters early", job.id, exc_info=True)
             return

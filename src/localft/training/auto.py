@@ -18,7 +18,7 @@ user's `batch_size` is honoured on any machine.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 from localft.data.budget import TrainingBudget, auto_n_epochs
@@ -84,6 +84,14 @@ def resolve(hparams: Hyperparameters, family: Family, n_examples: int) -> Resolv
         learning_rate=BASE_LEARNING_RATE[family] * multiplier,
         max_length=MAX_LENGTH[family] if hparams.max_length == "auto" else hparams.max_length,
     )
+
+
+def within_positions(hp: Resolved, positions: int | None) -> Resolved:
+    """`hp` with `max_length` cut to the model's positions: past them it would ask for position embeddings the model
+    does not have."""
+    if positions is None or hp.max_length <= positions:
+        return hp
+    return replace(hp, max_length=positions)
 
 
 def training_budget(family: Family) -> TrainingBudget:

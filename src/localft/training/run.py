@@ -8,7 +8,6 @@ store; the worker, the CLI and tests each bring their own sink.
 from __future__ import annotations
 
 import random
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from localft.base_models import (
     apply_threads,
     local_model_dir,
     model_family,
+    model_positions,
     resolve_alias,
     resolve_device,
     reuse_freed_memory,
@@ -25,7 +25,7 @@ from localft.base_models import (
 from localft.base_models.templates import TemplateKind, template_kind
 from localft.errors import DataValidationError, ModelError
 from localft.settings import Settings
-from localft.training.auto import FORWARD_OVERHEAD, TOKENS_PER_FORWARD, Family, Resolved, resolve
+from localft.training.auto import FORWARD_OVERHEAD, TOKENS_PER_FORWARD, Family, Resolved, resolve, within_positions
 from localft.training.checkpoint import CheckpointMeta, read_checkpoint
 from localft.training.compilation import compile_layers, compiled_before, remember_compiled, should_compile
 from localft.training.dataset import ChatEncoder, ChatExample, read_examples
@@ -52,7 +52,14 @@ def run_training(spec: TrainSpec, sink: EventSink) -> TrainResult:
     train = read_examples(spec.training_file)
     valid = read_examples(spec.validation_file) if spec.validation_file else []
     task = detect_task([ex.answer for ex in train], spec.task)
-    hp = _within_context(resolve(spec.hyperparameters, family, len(train)), model_dir, resolved_name, sink)
+    asked = resolve(spec.hyperparameters, family, len(train))
+    hp = within_positions(asked, model_positions(model_dir))
+    if hp.max_length != asked.max_length:
+        sink.log(
+            f"max_length {asked.max_length} is more than the {hp.max_length} positions of {resolved_name}: examples "
+            f"are cut to {hp.max_length} tokens",
+            level="warn",
+        )
     _check_task(task, family, spec)
     sink.log(_describe(task, len(train), len(valid)))
 
@@ -153,22 +160,6 @@ def _compile(learner: Any, cache_dir: Path, cached: bool, sink: EventSink) -> bo
         f"the compiler ({wait})"
     )
     return True
-
-
-def _within_context(hp: Resolved, model_dir: Path, name: str, sink: EventSink) -> Resolved:
-    """A `max_length` past the model's positions would ask for position embeddings it does not have: cut it to the
-    model's context, and say so."""
-    from transformers import AutoConfig
-
-    context = getattr(AutoConfig.from_pretrained(model_dir), "max_position_embeddings", None)
-    if not isinstance(context, int) or hp.max_length <= context:
-        return hp
-    sink.log(
-        f"max_length {hp.max_length} is more than the {context} positions of {name}: examples are cut to {context} "
-        "tokens",
-        level="warn",
-    )
-    return replace(hp, max_length=context)
 
 
 def _load_tokenizer(model_dir: Path) -> Any:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from localft.training.auto import BASE_LEARNING_RATE, resolve
+from localft.training.auto import BASE_LEARNING_RATE, resolve, within_positions
 from localft.training.hparams import Hyperparameters
 from localft.training.loop import epoch_order, steps_per_epoch
 
@@ -32,6 +32,12 @@ def test_explicit_values_win_and_scale_the_base_rate() -> None:
     assert (hp.n_epochs, hp.batch_size, hp.max_length) == (1, 32, 128)
     assert hp.learning_rate == BASE_LEARNING_RATE["encoder"] * 0.5
     assert resolve(Hyperparameters(batch_size=64), "encoder", 10).batch_size == 10  # never more than the data
+
+
+def test_max_length_is_cut_to_the_models_positions() -> None:
+    asked = resolve(Hyperparameters(max_length=1024), "encoder", 100)
+    assert within_positions(asked, 512).max_length == 512  # MiniLM has 512 positions
+    assert within_positions(asked, 8192) == asked and within_positions(asked, None) == asked
 
 
 def test_epoch_order_depends_only_on_seed_and_epoch() -> None:
