@@ -7,6 +7,7 @@ prepared JSONL (`train`, `eval`, `compare`): `prepare_opts` is None when the inp
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import re
@@ -191,8 +192,9 @@ def prepare(input_path: Path, out_dir: Path | None, prepare_opts: PrepareOptions
 @click.option("--model", help="Count tokens with this base model's tokenizer (name, alias or local folder).")
 @click.option(
     "--max-tokens",
-    type=int,
-    help="Per-example token limit [with --model: its context, or less where its jobs cut examples shorter].",
+    type=click.IntRange(1),
+    help="Per-example token limit: the max_length your job will ask for [with --model: what its jobs use by default "
+    "(512 LLM, 256 encoder)]; never more than the model's context.",
 )
 @click.option("--min-examples", type=int, default=MIN_EXAMPLES, show_default=True, help="Fewer is an error.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
@@ -211,13 +213,16 @@ def validate(path: Path, model: str | None, max_tokens: int | None, min_examples
             tokens = model_tokens(model)
         except LocalftError as exc:
             raise click.ClickException(exc.message) from None
+    budget = training_budget(tokens.family) if tokens.family else OPENAI_BUDGET
+    if max_tokens is not None:  # the length a job will ask for, in place of the family's default
+        budget = dataclasses.replace(budget, max_length=max_tokens)
     report = validate_file(
         path,
         count_tokens=tokens.count,
-        max_tokens=max_tokens or tokens.context,
+        max_tokens=tokens.context,
         min_examples=min_examples,
         tokenizer_name=tokens.name,
-        budget=training_budget(tokens.family) if tokens.family else OPENAI_BUDGET,
+        budget=budget,
     )
     click.echo(json.dumps(report.to_dict(), indent=2) if as_json else validation_summary(report))
     if not report.ok:

@@ -102,6 +102,14 @@ def test_validate_reports_the_epochs_of_the_models_family(tiny_causal_lm: Path, 
     # batch 1 (an 11-example file), so 11 steps an epoch: 250 steps would take 23 epochs, capped at 10
     assert data["n_epochs"] == 10
     assert data["n_epochs_rule"] == "encoders': OpenAI's, raised to 250 optimizer steps within 10 epochs"
+    # The limit is what the encoder's jobs cut examples to (256), or the max_length a job will ask for, within the
+    # model's 512 positions.
+    assert data["max_tokens"] == 256
+    for asked, limit in [("400", 400), ("2000", 512)]:
+        longer = CliRunner().invoke(
+            main, ["validate", path, "--model", str(tiny_encoder), "--max-tokens", asked, "--json"]
+        )
+        assert json.loads(longer.output)["max_tokens"] == limit
 
 
 def test_validate_unknown_model_is_a_clean_error() -> None:
