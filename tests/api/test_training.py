@@ -143,7 +143,7 @@ def test_max_length_cuts_examples_and_shows_where_it_was_asked_for(
             if asked == ran
             else [f"max_length 1024 is more than the 512 positions of {tiny_causal_lm}: examples are cut to 512 tokens"]
         )
-        [checkpoint] = [c for c in client.fine_tuning.jobs.checkpoints.list(job.id).data]
+        [checkpoint] = client.fine_tuning.jobs.checkpoints.list(job.id).data
         folder = next(settings.jobs_dir.joinpath(job.id).glob("step-*"))
         assert read_checkpoint(folder).max_length == ran and checkpoint.step_number == 3
     # 24 tokens cut every example (each is about 30): fewer tokens trained than at 512.

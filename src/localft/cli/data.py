@@ -17,7 +17,6 @@ from typing import Any
 
 import click
 
-from localft.data.budget import OPENAI_BUDGET
 from localft.data.prepare import PrepareOptions, prepare_file
 from localft.data.sampling import parse_splits
 from localft.data.summary import prepare_summary, validation_summary
@@ -213,7 +212,7 @@ def validate(path: Path, model: str | None, max_tokens: int | None, min_examples
             tokens = model_tokens(model)
         except LocalftError as exc:
             raise click.ClickException(exc.message) from None
-    budget = training_budget(tokens.family) if tokens.family else OPENAI_BUDGET
+    budget = training_budget(tokens.family)
     if max_tokens is not None:  # the length a job will ask for, in place of the family's default
         budget = dataclasses.replace(budget, max_length=max_tokens)
     report = validate_file(

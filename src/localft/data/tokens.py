@@ -8,10 +8,8 @@ the usual rule of thumb for English with BPE vocabularies, good for budgets, not
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -72,28 +70,20 @@ def model_tokens(model: str) -> ModelTokens:
     Raises localft.errors.ModelError for an unknown model.
     """
     # imported here: it pulls in transformers
-    from localft.base_models import load_tokenizer, local_model_dir, model_family, resolve_alias
+    from localft.base_models import load_tokenizer, local_model_dir, model_family, model_positions, resolve_alias
     from localft.settings import Settings
 
-    tokenizer = load_tokenizer(model)
-    family = model_family(resolve_alias(model), local_model_dir(model, Settings.from_env().cache_dir))
-    return ModelTokens(
-        count=tokenizer_counter(tokenizer), name=model, context=_context_length(tokenizer), family=family
-    )
-
-
-def _context_length(tokenizer: Any) -> int | None:
-    """The tokenizer's model_max_length, else the model config's max_position_embeddings (tokenizers converted
-    from GGUF files do not carry a limit), else None."""
+    folder = local_model_dir(model, Settings.from_env().cache_dir)
+    tokenizer = load_tokenizer(str(folder))
     limit = getattr(tokenizer, "model_max_length", None)
-    if isinstance(limit, int) and 0 < limit < _NO_LIMIT_SENTINEL:
-        return limit
-    config = Path(str(getattr(tokenizer, "name_or_path", ""))) / "config.json"
-    if config.is_file():
-        value = json.loads(config.read_text(encoding="utf-8")).get("max_position_embeddings")
-        if isinstance(value, int) and value > 0:
-            return value
-    return None
+    # Tokenizers converted from GGUF files carry no limit (a huge sentinel instead): the config's positions then.
+    context = limit if isinstance(limit, int) and 0 < limit < _NO_LIMIT_SENTINEL else model_positions(folder)
+    return ModelTokens(
+        count=tokenizer_counter(tokenizer),
+        name=model,
+        context=context,
+        family=model_family(resolve_alias(model), folder),
+    )
 
 
 APPROXIMATE = ModelTokens(count=approx_tokens, name=f"approximate ({APPROX_CHARS_PER_TOKEN} chars/token)", context=None)

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
-from localft.data.budget import TrainingBudget, auto_n_epochs
+from localft.data.budget import OPENAI_BUDGET, TrainingBudget, auto_n_epochs
 from localft.training.hparams import Hyperparameters
 
 Family = Literal["causal_lm", "encoder"]
@@ -94,8 +94,11 @@ def within_positions(hp: Resolved, positions: int | None) -> Resolved:
     return replace(hp, max_length=positions)
 
 
-def training_budget(family: Family) -> TrainingBudget:
-    """The family's `n_epochs: "auto"` rule and default length, for validation reports to show what a job runs."""
+def training_budget(family: Family | None) -> TrainingBudget:
+    """The family's `n_epochs: "auto"` rule and default length, for validation reports to show what a job runs; no
+    family (no model named) gives OpenAI's rule and no length."""
+    if family is None:
+        return OPENAI_BUDGET
     if family == "encoder":
         return TrainingBudget(
             f"encoders': OpenAI's, raised to {MIN_ENCODER_STEPS} optimizer steps within "
@@ -104,9 +107,8 @@ def training_budget(family: Family) -> TrainingBudget:
             max_length=MAX_LENGTH["encoder"],
             cut="the encoder reads the text's first tokens up to the limit",
         )
-    return TrainingBudget(
-        "OpenAI's rule",
-        auto_n_epochs,
+    return replace(
+        OPENAI_BUDGET,
         max_length=MAX_LENGTH["causal_lm"],
         cut="training drops tokens from the middle of the conversation and keeps the answer",
     )

@@ -60,7 +60,6 @@ class FileService:
         """`localft.data.validate`'s report on a stored fine-tune file, the same checks `localft validate` and job
         creation run. Tokens are counted with `model`'s tokenizer when given, else estimated (the report says which).
         """
-        from localft.data.budget import OPENAI_BUDGET
         from localft.data.tokens import APPROXIMATE, model_tokens
         from localft.data.validate import validate_file
         from localft.training.auto import training_budget
@@ -84,7 +83,7 @@ class FileService:
             count_tokens=tokens.count,
             max_tokens=tokens.context,
             tokenizer_name=tokens.name,
-            budget=training_budget(tokens.family) if tokens.family else OPENAI_BUDGET,
+            budget=training_budget(tokens.family),
         )
         # The caller knows the file by id and name; the server's storage path is none of its business.
         return {**report.to_dict(), "path": record.filename, "file_id": record.id}

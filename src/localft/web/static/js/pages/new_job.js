@@ -136,18 +136,19 @@ export async function render(container) {
   // Until the user picks a model the report uses the estimate, which is what the default LLM's epochs follow, and
   // opening the page never loads (or downloads) a tokenizer.
   let modelChosen = false;
+  const chosenModel = () => (modelChosen ? modelInput.value.trim() : "");
   let report = null;
 
   async function checkFile(fileId) {
     report = null;
     if (!fileId) return mount(reportSlot);
     const file = fileList.find((f) => f.id === fileId);
-    const model = modelChosen ? modelInput.value.trim() : "";
+    const model = chosenModel();
     mount(reportSlot, loading("Checking the file…"));
     try {
       const checked = await validation(fileId, model);
       // A slow check must not overwrite the report of a file or model chosen since.
-      if (trainingSelect.value !== fileId || (modelChosen ? modelInput.value.trim() : "") !== model) return;
+      if (trainingSelect.value !== fileId || chosenModel() !== model) return;
       report = checked;
       mount(reportSlot, reportView(report, file));
       epochs.placeholder = report.ok ? `auto (${report.n_epochs})` : "auto";
