@@ -22,6 +22,7 @@ from localft.base_models import (
     resolve_device,
     reuse_freed_memory,
 )
+from localft.base_models.prompt_shape import PromptShape
 from localft.base_models.templates import TemplateKind, template_kind
 from localft.errors import DataValidationError, ModelError
 from localft.settings import Settings
@@ -29,6 +30,7 @@ from localft.training.auto import FORWARD_OVERHEAD, TOKENS_PER_FORWARD, Family, 
 from localft.training.checkpoint import CheckpointMeta, read_checkpoint
 from localft.training.compilation import compile_layers, compiled_before, remember_compiled, should_compile
 from localft.training.dataset import ChatEncoder, ChatExample, read_examples
+from localft.training.encoder_head import EncoderLearner
 from localft.training.interfaces import EventSink, TrainResult, TrainSpec
 from localft.training.loop import Learner, Plan, TrainLoop, bf16_available
 from localft.training.task import TaskInfo, detect_task
@@ -62,15 +64,19 @@ def run_training(spec: TrainSpec, sink: EventSink) -> TrainResult:
         )
     _check_task(task, family, spec)
     sink.log(_describe(task, len(train), len(valid)))
+    resume_from = spec.resume_from if spec.resume_from and _resumable(spec.resume_from, resolved_name, sink) else None
 
     torch.manual_seed(spec.seed)
     random.seed(spec.seed)
     tokenizer = _load_tokenizer(model_dir)
-    learner, template = _build(family, model_dir, tokenizer, task, hp, device, spec, train)
+    shape = PromptShape.learn([ex.context for ex in train]) if task.task == "classification" else None
+    learner, template = _build(family, model_dir, tokenizer, task, hp, device, spec, train, resolved_name, shape)
     train_items = learner.make_items(train)
     valid_items = learner.make_items(_sample(valid, spec.seed))
-    if family == "encoder":
-        learner.fit_class_weights(train_items)  # type: ignore[attr-defined]
+    if isinstance(learner, EncoderLearner):
+        learner.fit_class_weights(train_items)
+        if resume_from is None:
+            learner.start_head(train_items)
     precision = "bf16 autocast" if bf16_available(device) else "fp32"
     own_rates = "".join(
         f", {group.name} at {group.learning_rate(hp.learning_rate):g}"
@@ -91,7 +97,7 @@ def run_training(spec: TrainSpec, sink: EventSink) -> TrainResult:
     def meta_for(step: int, epoch: int, metrics: dict[str, Any]) -> CheckpointMeta:
         return CheckpointMeta(
             base_model=resolved_name,
-            family=family,
+            family="classifier" if isinstance(learner, EncoderLearner) else family,
             task=task.task,
             step=step,
             epoch=epoch,
@@ -105,6 +111,8 @@ def run_training(spec: TrainSpec, sink: EventSink) -> TrainResult:
             hyperparameters={**hp.to_dict(), "seed": spec.seed},
             metrics=metrics,
             chat_template=template,
+            members=[m.to_dict() for m in learner.members()] if isinstance(learner, EncoderLearner) else [],
+            prompt_shape=shape.to_dict() if shape is not None else None,
         )
 
     plan = Plan(
@@ -127,13 +135,12 @@ def run_training(spec: TrainSpec, sink: EventSink) -> TrainResult:
         spec.max_checkpoints,
         spec.save_every_s,
     )
-    if spec.resume_from is not None:
-        _check_resume(spec.resume_from, resolved_name)
-        loop.resume(spec.resume_from)
-        if task.multi_label and family == "encoder":
-            learner.thresholds = list(read_checkpoint(spec.resume_from).thresholds)  # type: ignore[attr-defined]
-        sink.log(f"Resumed from {spec.resume_from.name} (step {loop.progress.step} of {loop.total_steps})")
-    final = loop.run() or spec.resume_from
+    if resume_from is not None:
+        loop.resume(resume_from)
+        if task.multi_label and isinstance(learner, EncoderLearner):
+            learner.thresholds = list(read_checkpoint(resume_from).thresholds)
+        sink.log(f"Resumed from {resume_from.name} (step {loop.progress.step} of {loop.total_steps})")
+    final = loop.run() or resume_from  # resumed after the last epoch's checkpoint: nothing left to run
     if compiled:
         remember_compiled(cache_dir, resolved_name)
     assert final is not None  # a run with at least one epoch always writes a checkpoint
@@ -180,6 +187,8 @@ def _build(
     device: str,
     spec: TrainSpec,
     train: list[ChatExample],
+    resolved_name: str,
+    shape: PromptShape | None,
 ) -> tuple[Learner, TemplateKind]:
     if family == "causal_lm":
         from localft.training.lora_causal import CausalLearner
@@ -189,9 +198,10 @@ def _build(
         if task.multi_label:
             causal.use_observed_answers([ex.answer for ex in train])
         return causal, kind
-    from localft.training.encoder_head import EncoderLearner
-
-    return EncoderLearner(model_dir, tokenizer, task, device, hp.max_length, spec.class_weights), "model"
+    learner = EncoderLearner(
+        model_dir, tokenizer, task, device, hp.max_length, spec.class_weights, base_model=resolved_name, shape=shape
+    )
+    return learner, "model"
 
 
 def _check_task(task: TaskInfo, family: Family, spec: TrainSpec) -> None:
@@ -205,10 +215,16 @@ def _check_task(task: TaskInfo, family: Family, spec: TrainSpec) -> None:
         )
 
 
-def _check_resume(folder: Path, base_model: str) -> None:
+def _resumable(folder: Path, base_model: str, sink: EventSink) -> bool:
+    """Whether training continues from `folder`; a checkpoint from before encoders became pooled classifiers cannot
+    be continued, so that run starts over."""
     meta = read_checkpoint(folder)
     if meta.base_model != base_model:
         raise ModelError(f"Checkpoint {folder} was trained from {meta.base_model}, not {base_model}.")
+    if meta.family == "encoder":
+        sink.log(f"{folder.name} holds an encoder of an earlier localft, which cannot be continued: starting over")
+        return False
+    return True
 
 
 def _sample(examples: list[ChatExample], seed: int) -> list[ChatExample]:
