@@ -232,6 +232,17 @@ class EncoderLearner:
         accuracy, metrics = self._metrics(probs, items)
         return Evaluation(loss=loss / max(len(items), 1), token_accuracy=accuracy, classification=metrics)
 
+    def probabilities(self, items: Sequence[EncoderItem]) -> np.ndarray:
+        """What the checkpoint would answer for each item, in the items' order (items x labels)."""
+        self.set_training(False)
+        order = sorted(range(len(items)), key=lambda i: self.tokens(items[i]))
+        logits = np.zeros((len(items), len(self.labels)), dtype=np.float32)
+        with torch.inference_mode():
+            for start in range(0, len(order), 64):
+                part = order[start : start + 64]
+                logits[part] = self._logits([items[i] for i in part]).cpu().numpy()
+        return self._served_probabilities(logits, items)
+
     def _served_probabilities(self, logits: np.ndarray, items: Sequence[EncoderItem]) -> np.ndarray:
         """What the checkpoint answers with: the tuned head's probabilities, averaged with the companions'."""
         from localft.classifier.head import probabilities

@@ -8,12 +8,15 @@ store; the worker, the CLI and tests each bring their own sink.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from localft.base_models import (
+    AUTO,
     apply_threads,
     local_model_dir,
     model_family,
@@ -30,7 +33,7 @@ from localft.training.auto import FORWARD_OVERHEAD, TOKENS_PER_FORWARD, Family, 
 from localft.training.checkpoint import CheckpointMeta, read_checkpoint
 from localft.training.compilation import compile_layers, compiled_before, remember_compiled, should_compile
 from localft.training.dataset import ChatEncoder, ChatExample, read_examples
-from localft.training.encoder_head import EncoderLearner
+from localft.training.encoder_head import Companion, EncoderLearner
 from localft.training.interfaces import EventSink, TrainResult, TrainSpec
 from localft.training.loop import Learner, Plan, TrainLoop, bf16_available
 from localft.training.task import TaskInfo, detect_task
@@ -39,21 +42,85 @@ MAX_FULL_VALIDATION = 500
 """Validation examples scored at each epoch end (a sample of bigger files: scoring labels costs a forward each)."""
 
 
-def run_training(spec: TrainSpec, sink: EventSink) -> TrainResult:
+@dataclass(frozen=True)
+class Additions:
+    """What `auto` (`training.selection`) adds to the run of the encoder it chose."""
+
+    companions: Sequence[Companion] = ()
+    """Fixed members served beside the tuned encoder."""
+    thresholds: Sequence[float] = ()
+    """Multi-label thresholds from cross-validation (a validation file's tuning replaces them)."""
+    selection: dict[str, Any] | None = None
+    """The candidates' table and the choice, kept in every checkpoint."""
+
+
+@dataclass
+class _Prepared:
+    learner: Learner
+    loop: TrainLoop
+    hp: Resolved
+    resume_from: Path | None
+    compiled: bool
+
+
+def run_training(spec: TrainSpec, sink: EventSink, additions: Additions | None = None) -> TrainResult:
     """Fine-tune `spec.base_model` on `spec.training_file`; checkpoints go to `spec.output_dir/step-N/`."""
     apply_threads()  # the worker trains in its own thread
     reuse_freed_memory()
-    device = resolve_device(spec.device)
-    cache_dir = spec.cache_dir or Settings.from_env().cache_dir
     resolved_name = resolve_alias(spec.base_model)
+    if resolved_name == AUTO:
+        from localft.training.selection import run_auto
+
+        return run_auto(spec, sink)
     if resolved_name != spec.base_model:
         sink.log(f"Base model {spec.base_model} resolves to {resolved_name}")
-    model_dir = local_model_dir(spec.base_model, cache_dir)
-    family = model_family(resolved_name, model_dir)
-
     train = read_examples(spec.training_file)
     valid = read_examples(spec.validation_file) if spec.validation_file else []
     task = detect_task([ex.answer for ex in train], spec.task)
+    run = _prepare(spec, sink, resolved_name, train, valid, task, additions or Additions())
+    loop = run.loop
+    if run.resume_from is not None:
+        loop.resume(run.resume_from)
+        if isinstance(run.learner, EncoderLearner) and task.multi_label:
+            run.learner.thresholds = list(read_checkpoint(run.resume_from).thresholds)
+        sink.log(f"Resumed from {run.resume_from.name} (step {loop.progress.step} of {loop.total_steps})")
+    final = loop.run() or run.resume_from  # resumed after the last epoch's checkpoint: nothing left to run
+    if run.compiled:
+        remember_compiled(spec.cache_dir or Settings.from_env().cache_dir, resolved_name)
+    assert final is not None  # a run with at least one epoch always writes a checkpoint
+    sink.log(f"Training finished: {loop.progress.step} steps, {loop.progress.trained_tokens} tokens")
+    return TrainResult(
+        final_checkpoint=final,
+        trained_tokens=loop.progress.trained_tokens,
+        steps=loop.progress.step,
+        hyperparameters={**run.hp.to_dict(), "seed": spec.seed},
+        metrics=loop.last_metrics,
+    )
+
+
+def encoder_run(
+    spec: TrainSpec, base_model: str, train: list[ChatExample], task: TaskInfo, sink: EventSink
+) -> tuple[EncoderLearner, TrainLoop]:
+    """The learner and loop of an encoder run on examples already read (`auto`'s cross-validation folds)."""
+    run = _prepare(replace(spec, resume_from=None), sink, base_model, train, [], task, Additions())
+    assert isinstance(run.learner, EncoderLearner)
+    return run.learner, run.loop
+
+
+def _prepare(
+    spec: TrainSpec,
+    sink: EventSink,
+    resolved_name: str,
+    train: list[ChatExample],
+    valid: list[ChatExample],
+    task: TaskInfo,
+    additions: Additions,
+) -> _Prepared:
+    """The model, data, learner and loop of a run, up to its first step."""
+    device = resolve_device(spec.device)
+    cache_dir = spec.cache_dir or Settings.from_env().cache_dir
+    model_dir = local_model_dir(resolved_name, cache_dir)
+    family = model_family(resolved_name, model_dir)
     asked = resolve(spec.hyperparameters, family, len(train))
     hp = within_positions(asked, model_positions(model_dir))
     if hp.max_length != asked.max_length:
@@ -71,6 +138,10 @@ def run_training(spec: TrainSpec, sink: EventSink) -> TrainResult:
     tokenizer = _load_tokenizer(model_dir)
     shape = PromptShape.learn([ex.context for ex in train]) if task.task == "classification" else None
     learner, template = _build(family, model_dir, tokenizer, task, hp, device, spec, train, resolved_name, shape)
+    if isinstance(learner, EncoderLearner):
+        learner.add_companions(additions.companions)
+        if additions.thresholds:
+            learner.thresholds = list(additions.thresholds)
     train_items = learner.make_items(train)
     valid_items = learner.make_items(_sample(valid, spec.seed))
     if isinstance(learner, EncoderLearner):
@@ -95,9 +166,10 @@ def run_training(spec: TrainSpec, sink: EventSink) -> TrainResult:
         compiled = _compile(learner, cache_dir, cached, sink)
 
     def meta_for(step: int, epoch: int, metrics: dict[str, Any]) -> CheckpointMeta:
+        pooled = isinstance(learner, EncoderLearner)
         return CheckpointMeta(
             base_model=resolved_name,
-            family="classifier" if isinstance(learner, EncoderLearner) else family,
+            family="classifier" if pooled else family,
             task=task.task,
             step=step,
             epoch=epoch,
@@ -113,6 +185,7 @@ def run_training(spec: TrainSpec, sink: EventSink) -> TrainResult:
             chat_template=template,
             members=[m.to_dict() for m in learner.members()] if isinstance(learner, EncoderLearner) else [],
             prompt_shape=shape.to_dict() if shape is not None else None,
+            selection=additions.selection,
         )
 
     plan = Plan(
@@ -135,23 +208,7 @@ def run_training(spec: TrainSpec, sink: EventSink) -> TrainResult:
         spec.max_checkpoints,
         spec.save_every_s,
     )
-    if resume_from is not None:
-        loop.resume(resume_from)
-        if task.multi_label and isinstance(learner, EncoderLearner):
-            learner.thresholds = list(read_checkpoint(resume_from).thresholds)
-        sink.log(f"Resumed from {resume_from.name} (step {loop.progress.step} of {loop.total_steps})")
-    final = loop.run() or resume_from  # resumed after the last epoch's checkpoint: nothing left to run
-    if compiled:
-        remember_compiled(cache_dir, resolved_name)
-    assert final is not None  # a run with at least one epoch always writes a checkpoint
-    sink.log(f"Training finished: {loop.progress.step} steps, {loop.progress.trained_tokens} tokens")
-    return TrainResult(
-        final_checkpoint=final,
-        trained_tokens=loop.progress.trained_tokens,
-        steps=loop.progress.step,
-        hyperparameters={**hp.to_dict(), "seed": spec.seed},
-        metrics=loop.last_metrics,
-    )
+    return _Prepared(learner, loop, hp, resume_from, compiled)
 
 
 def _compile(learner: Any, cache_dir: Path, cached: bool, sink: EventSink) -> bool:
