@@ -206,8 +206,12 @@ class Worker:
         """
         if "auto" not in job.hyperparameters.values() and "max_length" not in job.hyperparameters:
             return
+        from localft.base_models import AUTO, resolve_alias
+
+        if resolve_alias(spec.base_model) == AUTO:
+            return  # what runs is chosen by scoring the data: the job shows it when training ends
         try:
-            from localft.base_models import local_model_dir, model_family, model_positions, resolve_alias
+            from localft.base_models import local_model_dir, model_family, model_positions
             from localft.training.auto import resolve, within_positions
             from localft.training.dataset import read_examples
 
@@ -292,8 +296,9 @@ def _default_train() -> Train:
 
 
 def _public_hyperparameters(resolved: dict[str, Any], requested: dict[str, Any]) -> dict[str, Any]:
-    """OpenAI's three as they ran, and `max_length` (a localft extension) where the job asked for it."""
-    keys = ["n_epochs", "batch_size", "learning_rate_multiplier"]
+    """OpenAI's three as they ran, `max_length` (a localft extension) where the job asked for it, and for `auto`
+    jobs the `classifier` that was chosen (another extension)."""
+    keys = ["n_epochs", "batch_size", "learning_rate_multiplier", "classifier"]
     if "max_length" in requested:
         keys.append("max_length")
     return {key: resolved[key] for key in keys if key in resolved}

@@ -154,6 +154,8 @@ class TrainLoop:
     max_checkpoints: int = 3
     save_every_s: float | None = None
     """Seconds of training between mid-epoch progress saves (checkpoint.py); None saves at epoch ends only."""
+    writes_checkpoints: bool = True
+    """False for runs whose weights are used in memory only (`auto`'s cross-validation folds)."""
     progress: _Progress = field(default_factory=_Progress)
     last_metrics: StepMetrics | None = None
 
@@ -241,7 +243,7 @@ class TrainLoop:
             trained_tokens=self.progress.trained_tokens,
         )
 
-    def _end_epoch(self, epoch: int) -> Path:
+    def _end_epoch(self, epoch: int) -> Path | None:
         """Full validation, the epoch's metrics event, then a checkpoint."""
         last = self._last_step_metrics
         assert last is not None  # an epoch has at least one step
@@ -258,7 +260,7 @@ class TrainLoop:
             )
         self.sink.log_metrics(last)
         self.last_metrics = last
-        return self._checkpoint(last)
+        return self._checkpoint(last) if self.writes_checkpoints else None
 
     def _checkpoint(self, metrics: StepMetrics) -> Path:
         step = self.progress.step
