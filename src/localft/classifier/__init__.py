@@ -8,7 +8,18 @@ inference engine serves them. The folder format is in `localft.classifier.model`
 """
 
 from localft.classifier.features import EncoderFeatures, TfidfFeatures
-from localft.classifier.head import LinearHead, fit_head
+from localft.classifier.head import HEAD_RECIPES, HeadRecipe, LinearHead, build_head, fit_head, label_words
 from localft.classifier.model import Member, PooledClassifier
 
-__all__ = ["EncoderFeatures", "LinearHead", "Member", "PooledClassifier", "TfidfFeatures", "fit_head"]
+__all__ = [
+    "HEAD_RECIPES",
+    "EncoderFeatures",
+    "HeadRecipe",
+    "LinearHead",
+    "Member",
+    "PooledClassifier",
+    "TfidfFeatures",
+    "build_head",
+    "fit_head",
+    "label_words",
+]

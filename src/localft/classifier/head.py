@@ -15,6 +15,9 @@ from typing import Any
 import numpy as np
 
 HEAD_FILE = "head.safetensors"
+NAMES_SCALE = 20.0
+"""How much a text's cosine with a label name's embedding adds to that label's logit, in heads that use the names
+(sentence encoders were trained with similarity scaled by about this)."""
 MAX_ITERATIONS = 2000
 """lbfgs iterations of a logistic regression; few-shot sets converge long before."""
 
@@ -49,6 +52,51 @@ class LinearHead:
         with safe_open(str(folder / HEAD_FILE), framework="np") as handle:
             multi = (handle.metadata() or {}).get("multi_label") == "True"
             return cls(handle.get_tensor("weight"), handle.get_tensor("bias"), multi)
+
+
+@dataclass(frozen=True)
+class HeadRecipe:
+    """How a head over an encoder's frozen features is made: a logistic regression on the training examples (the
+    probe), the label names' embeddings (names such as `sadness` or `card_arrival` say much about their class), or
+    the sum of both."""
+
+    probe: bool = True
+    names: float = 0.0
+    """The scale of the label names' cosine added to the logits (0: the names play no part)."""
+
+    @property
+    def name(self) -> str:
+        parts = (["probe"] if self.probe else []) + (["label names"] if self.names else [])
+        return " + ".join(parts)
+
+
+HEAD_RECIPES = (HeadRecipe(), HeadRecipe(names=NAMES_SCALE), HeadRecipe(probe=False, names=NAMES_SCALE))
+"""The recipes `auto` cross-validates for each encoder (`training.selection`)."""
+
+
+def label_words(label: str) -> str:
+    """A label as the words its embedding is taken of: `card_arrival` -> `card arrival`."""
+    return " ".join(label.replace("_", " ").replace("-", " ").split())
+
+
+def build_head(
+    recipe: HeadRecipe,
+    features: Any,
+    targets: np.ndarray,
+    n_labels: int,
+    multi_label: bool,
+    c: float,
+    names: np.ndarray | None = None,
+) -> LinearHead:
+    """A head by `recipe`; `names` holds the label names' embeddings (labels x features), needed when it uses them."""
+    if recipe.probe:
+        head = fit_head(features, targets, n_labels, multi_label, c)
+    else:
+        zeros = np.zeros((n_labels, features.shape[1]), np.float32)
+        head = LinearHead(zeros, np.zeros(n_labels, np.float32), multi_label)
+    if recipe.names and names is not None:
+        head = LinearHead(head.weight + recipe.names * names.astype(np.float32), head.bias, multi_label)
+    return head
 
 
 def probabilities(logits: np.ndarray, multi_label: bool) -> np.ndarray:

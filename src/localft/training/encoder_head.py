@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from localft.base_models.prompt_shape import PromptShape
 from localft.classifier.features import EncoderFeatures, TfidfFeatures
-from localft.classifier.head import LinearHead, fit_head
+from localft.classifier.head import HeadRecipe, LinearHead, build_head, label_words
 from localft.classifier.model import ENCODER_FOLDER, Member, save_member
 from localft.eval.metrics import classification_metrics, multilabel_metrics
 from localft.training.dataset import ChatExample
@@ -138,16 +138,20 @@ class EncoderLearner:
         label = self.task.label_of(answer).strip()
         return (self.labels.index(label) if label in self.labels else -1,)
 
-    def start_head(self, items: Sequence[EncoderItem]) -> None:
-        """The linear probe: the head starts as a logistic regression on the frozen encoder's features."""
+    def start_head(self, items: Sequence[EncoderItem], recipe: HeadRecipe | None = None) -> None:
+        """The head starts as a head over the frozen encoder's features: by default the linear probe (a logistic
+        regression), or as `recipe` says (`auto` passes the recipe that cross-validated best for this encoder)."""
         known = [it for it in items if it.target[0] >= 0 or self.task.multi_label]
         if not known:
             return
+        recipe = recipe or HeadRecipe()
         features = self.features.embed_ids([it.input_ids for it in known])
-        probe = fit_head(features, self._targets_array(known), len(self.labels), self.task.multi_label, PROBE_C)
+        names = self.features.embed([label_words(label) for label in self.labels]) if recipe.names else None
+        targets = self._targets_array(known)
+        start = build_head(recipe, features, targets, len(self.labels), self.task.multi_label, PROBE_C, names)
         with torch.no_grad():
-            self.head.weight.copy_(torch.from_numpy(probe.weight))
-            self.head.bias.copy_(torch.from_numpy(probe.bias))
+            self.head.weight.copy_(torch.from_numpy(start.weight))
+            self.head.bias.copy_(torch.from_numpy(start.bias))
 
     def _targets_array(self, items: Sequence[EncoderItem]) -> np.ndarray:
         if self.task.multi_label:

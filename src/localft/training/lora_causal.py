@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -156,14 +157,27 @@ class CausalLearner:
 
     def predict(self, contexts: Sequence[list[dict[str, Any]]]) -> list[str]:
         """For each context, the candidate answer with the highest summed log-probability after its prompt."""
+        scores = self._scores(contexts)
+        return [self.candidates[max(range(len(s)), key=s.__getitem__)] for s in scores]
+
+    def label_probabilities(self, contexts: Sequence[list[dict[str, Any]]]) -> np.ndarray:
+        """contexts x candidates: each candidate answer's probability, normalised over the candidates (what a
+        single-label checkpoint answers with; `training.selection` scores the LLM by it)."""
+        scores = np.asarray(self._scores(contexts), dtype=np.float64)
+        scores = np.exp(scores - scores.max(axis=1, keepdims=True))
+        return np.asarray(scores / scores.sum(axis=1, keepdims=True), dtype=np.float32)
+
+    def _scores(self, contexts: Sequence[list[dict[str, Any]]]) -> list[list[float]]:
         rows = []
         for context in contexts:
             prompt, answers = self.encoder.prompt_and_answers(context, self.candidates)
             rows.append(ScoreRow(prompt_ids=prompt, candidates=answers, prompt_tokens=len(prompt)))
         self.set_training(False)
         with torch.inference_mode(), autocast(self.device):
-            scores = score_rows(self.model, rows, self._pad_id, self.device, budget=VALIDATION_TOKENS_PER_PASS)
-        return [self.candidates[max(range(len(s)), key=s.__getitem__)] for s in scores]
+            scores: list[list[float]] = score_rows(
+                self.model, rows, self._pad_id, self.device, budget=VALIDATION_TOKENS_PER_PASS
+            )
+        return scores
 
     def _classification(self, items: Sequence[CausalItem]) -> dict[str, float]:
         if not self.task.multi_label:  # a validation answer outside the training labels cannot be scored

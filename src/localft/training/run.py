@@ -27,6 +27,7 @@ from localft.base_models import (
 )
 from localft.base_models.prompt_shape import PromptShape
 from localft.base_models.templates import TemplateKind, template_kind
+from localft.classifier.head import HeadRecipe
 from localft.errors import DataValidationError, ModelError
 from localft.settings import Settings
 from localft.training.auto import FORWARD_OVERHEAD, TOKENS_PER_FORWARD, Family, Resolved, resolve, within_positions
@@ -52,6 +53,8 @@ class Additions:
     """Multi-label thresholds from cross-validation (a validation file's tuning replaces them)."""
     selection: dict[str, Any] | None = None
     """The candidates' table and the choice, kept in every checkpoint."""
+    head: HeadRecipe | None = None
+    """How the encoder's head starts (`classifier.HeadRecipe`; the linear probe when None)."""
 
 
 @dataclass
@@ -98,12 +101,13 @@ def run_training(spec: TrainSpec, sink: EventSink, additions: Additions | None =
     )
 
 
-def encoder_run(
-    spec: TrainSpec, base_model: str, train: list[ChatExample], task: TaskInfo, sink: EventSink
-) -> tuple[EncoderLearner, TrainLoop]:
-    """The learner and loop of an encoder run on examples already read (`auto`'s cross-validation folds)."""
-    run = _prepare(replace(spec, resume_from=None), sink, base_model, train, [], task, Additions())
-    assert isinstance(run.learner, EncoderLearner)
+def fold_run(
+    spec: TrainSpec, base_model: str, train: list[ChatExample], task: TaskInfo, head: HeadRecipe, sink: EventSink
+) -> tuple[Learner, TrainLoop]:
+    """The learner and loop of a run on examples already read, writing no checkpoints (`auto`'s cross-validation
+    folds)."""
+    run = _prepare(replace(spec, resume_from=None), sink, base_model, train, [], task, Additions(head=head))
+    run.loop.writes_checkpoints = False
     return run.learner, run.loop
 
 
@@ -147,7 +151,7 @@ def _prepare(
     if isinstance(learner, EncoderLearner):
         learner.fit_class_weights(train_items)
         if resume_from is None:
-            learner.start_head(train_items)
+            learner.start_head(train_items, additions.head)
     precision = "bf16 autocast" if bf16_available(device) else "fp32"
     own_rates = "".join(
         f", {group.name} at {group.learning_rate(hp.learning_rate):g}"

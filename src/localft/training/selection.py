@@ -4,7 +4,8 @@ The candidates, cheapest first:
 - `tfidf`: word TF-IDF + logistic regression;
 - `<encoder> frozen`: each installed sentence encoder's mean-pooled embeddings + logistic regression (the strongest
   simple few-shot method), its head nudged toward the embeddings of the label names where that scores better;
-- `<encoder> tuned`: the encoder recipe (`training.encoder_head`: LP-FT from that probe).
+- `<encoder> tuned`: the encoder recipe (`training.encoder_head`: LP-FT from that probe);
+- `<llm> lora`: the default LLM with LoRA (single-label data), which asks many times an encoder's compute.
 
 Each is scored by K-fold cross-validation on the training file: the cheap ones on every fold, the tuned ones on as
 many folds as the compute budget allows. The budget scales with the data: it is counted in passes of the smallest
@@ -32,30 +33,34 @@ from typing import Any, Literal
 
 import numpy as np
 
-from localft.base_models import DEFAULT_BASE_MODEL, is_installed, list_base_models, local_model_dir, resolve_device
+from localft.base_models import (
+    DEFAULT_BASE_MODEL,
+    get_spec,
+    is_installed,
+    list_base_models,
+    local_model_dir,
+    resolve_device,
+)
 from localft.base_models.prompt_shape import PromptShape
+from localft.base_models.templates import content_text
 from localft.classifier.features import TfidfFeatures
-from localft.classifier.head import LinearHead, fit_head
+from localft.classifier.head import HEAD_RECIPES, HeadRecipe, build_head, fit_head, label_words
 from localft.classifier.model import Member, load_encoder_features, save_member
 from localft.errors import TrainingCancelled
 from localft.settings import Settings
-from localft.training.auto import MAX_LENGTH, resolve
+from localft.training.auto import MAX_LENGTH, Family, resolve
 from localft.training.checkpoint import CheckpointMeta, commit, partial_dir, write_meta
 from localft.training.dataset import ChatExample, read_examples
-from localft.training.encoder_head import Companion, tune_thresholds
-from localft.training.hparams import Hyperparameters
+from localft.training.encoder_head import Companion, EncoderLearner, tune_thresholds
 from localft.training.interfaces import CheckpointInfo, EventLevel, EventSink, StepMetrics, TrainResult, TrainSpec
+from localft.training.lora_causal import CausalLearner
 from localft.training.task import TaskInfo, detect_task
 
-Kind = Literal["tfidf", "frozen", "tuned"]
+Kind = Literal["tfidf", "frozen", "tuned", "lora"]
 FOLDS = 5
 """Cross-validation folds (fewer when the smallest label has fewer examples than this, but at least 2)."""
 HEAD_C = 10.0
 """Inverse regularisation of the frozen members' logistic regressions."""
-LABEL_PRIOR_SCALES = (0.0, 20.0)
-"""How strongly a frozen encoder's head leans toward the label names' embeddings (cosine x scale added to the
-logits), chosen per encoder by cross-validation: names such as `sadness` or `card_arrival` say much about their
-class, names such as `LABEL_3` nothing."""
 BUDGET_PASSES = 150.0
 """Selection's compute budget, in passes of the smallest encoder over the training texts."""
 TRAINING_PASS_COST = 4.0
@@ -73,8 +78,8 @@ class Candidate:
 
     kind: Kind
     base_model: str = ""
-    label_prior: float = 0.0
-    """Frozen encoders: the label names' embeddings scale added to the head (chosen by cross-validation)."""
+    head: HeadRecipe = field(default_factory=HeadRecipe)
+    """How the encoder's head is made (frozen) or starts (tuned): chosen per encoder by cross-validation."""
 
     @property
     def name(self) -> str:
@@ -116,7 +121,7 @@ class Decision:
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Decision:
         return cls(
-            chosen=[Candidate(**c) for c in raw["chosen"]],
+            chosen=[Candidate(**{**c, "head": HeadRecipe(**c.get("head", {}))}) for c in raw["chosen"]],
             table=raw.get("table", []),
             metric=raw.get("metric", "accuracy"),
             thresholds=raw.get("thresholds", []),
@@ -160,6 +165,7 @@ class Selector:
         self.folds = make_folds(self.targets, task.multi_label, spec.seed)
         self.encoders = installed_encoders()
         self.sizes = {base: encoder_size(local_model_dir(base, self.cache_dir)) for base in self.encoders}
+        self.sizes = self.sizes or {"": 1}
         self.metric = "micro_f1" if task.multi_label else "accuracy"
 
     def run(self) -> Decision:
@@ -174,6 +180,7 @@ class Selector:
         runs: dict[str, tuple[int, float]] = {}  # candidate -> (folds, seconds)
         candidates: dict[str, Candidate] = {}
         spent = 0.0  # of the budget, in passes of the smallest encoder
+        recipes: dict[str, HeadRecipe] = {}  # encoder -> the head recipe that scored best frozen
         everyone = np.ones(n, bool)
 
         def record(candidate: Candidate, probs: np.ndarray, mask: np.ndarray, folds: int, seconds: float) -> None:
@@ -189,27 +196,31 @@ class Selector:
             t0 = time.monotonic()
             features = load_encoder_features(local_model_dir(base, self.cache_dir), self.device, MAX_LENGTH["encoder"])
             x = features.embed(self.texts)
-            spent += self._relative_size(base)
-            names = features.embed([humanize(label) for label in self.task.labels])
-            options = [(scale, self._frozen_oof(x, names, scale)) for scale in LABEL_PRIOR_SCALES]
-            scale, probs = max(options, key=lambda o: self._score(o[1], everyone))  # the first of equals: no prior
-            frozen = Candidate("frozen", base, label_prior=scale)
+            spent += self._relative_size(local_model_dir(base, self.cache_dir))
+            names = features.embed([label_words(label) for label in self.task.labels])
+            options = [(recipe, self._frozen_oof(x, names, recipe)) for recipe in HEAD_RECIPES]
+            recipe, probs = max(options, key=lambda o: self._score(o[1], everyone))  # the first of equals: no prior
+            frozen = Candidate("frozen", base, recipe)
+            recipes[base] = recipe
             record(frozen, probs, everyone, len(self.folds), time.monotonic() - t0)
-        for base in self.encoders:
-            per_fold = self._tuned_fold_passes(base)
+        expensive = [Candidate("tuned", base, recipes[base]) for base in self.encoders]
+        if not self.task.multi_label and is_installed_name(DEFAULT_BASE_MODEL):
+            expensive.append(Candidate("lora", DEFAULT_BASE_MODEL))
+        for candidate in expensive:
+            per_fold = self._fold_passes(candidate)
             if spent + per_fold > BUDGET_PASSES:
-                self.sink.log(f"auto: {base} tuned is over the compute budget ({per_fold:.0f} passes a fold)")
+                self.sink.log(f"auto: {candidate.name} is over the compute budget ({per_fold:.0f} passes a fold)")
                 continue
             t0 = time.monotonic()
             probs, mask, done = np.zeros_like(tfidf), np.zeros(n, bool), 0
             for fold in self.folds:
                 if spent + per_fold > BUDGET_PASSES:
                     break
-                probs[fold] = self._tuned_probs(base, np.setdiff1d(np.arange(n), fold), fold)
+                probs[fold] = self._fold_probs(candidate, np.setdiff1d(np.arange(n), fold), fold)
                 mask[fold] = True
                 spent += per_fold
                 done += 1
-            record(Candidate("tuned", base), probs, mask, done, time.monotonic() - t0)
+            record(candidate, probs, mask, done, time.monotonic() - t0)
         # Every candidate is judged on the examples all of them predicted (tuned ones may have run fewer folds).
         common = np.logical_and.reduce(list(scored.values()))
         scores = [Score((name,), self._score(oof[name], common), *runs[name]) for name in oof]
@@ -247,38 +258,51 @@ class Selector:
         true_positives = float((decided & (targets == 1)).sum())
         return 2 * true_positives / max(float(decided.sum() + targets.sum()), 1.0)
 
-    def _frozen_oof(self, x: np.ndarray, names: np.ndarray, scale: float) -> np.ndarray:
+    def _frozen_oof(self, x: np.ndarray, names: np.ndarray, recipe: HeadRecipe) -> np.ndarray:
         def fold(train_idx: np.ndarray, test_idx: np.ndarray) -> np.ndarray:
-            head = frozen_head(x[train_idx], self.targets[train_idx], names, scale, self.task)
+            n_labels, multi = len(self.task.labels), self.task.multi_label
+            head = build_head(recipe, x[train_idx], self.targets[train_idx], n_labels, multi, HEAD_C, names)
             return head.probabilities(x[test_idx])
 
         return self._cross_validate(fold)
 
-    def _relative_size(self, base: str) -> float:
-        return self.sizes[base] / min(self.sizes.values())
+    def _relative_size(self, folder: Path) -> float:
+        return encoder_size(folder) / min(self.sizes.values())
 
-    def _tuned_fold_passes(self, base: str) -> float:
+    def _fold_passes(self, candidate: Candidate) -> float:
         """A fold's fine-tuning and prediction, in passes of the smallest encoder over all the training texts."""
         share = 1 - 1 / len(self.folds)
-        n_epochs = resolve(Hyperparameters(), "encoder", int(len(self.train) * share)).n_epochs
-        return self._relative_size(base) * (TRAINING_PASS_COST * n_epochs * share + (1 - share))
+        family: Family = "encoder" if candidate.kind == "tuned" else "causal_lm"
+        n_epochs = resolve(self.spec.hyperparameters, family, int(len(self.train) * share)).n_epochs
+        size = self._relative_size(local_model_dir(candidate.base_model, self.cache_dir))
+        if candidate.kind == "lora":  # the LLM reads the whole conversation, not the text alone
+            chars = sum(len(content_text(m)) for ex in self.train for m in ex.messages)
+            size *= chars / max(sum(len(t) for t in self.texts), 1)
+        return size * (TRAINING_PASS_COST * n_epochs * share + (1 - share))
 
-    def _tuned_probs(self, base: str, train_idx: np.ndarray, test_idx: np.ndarray) -> np.ndarray:
-        """Fine-tune `base` on one fold's training part (no checkpoints kept) and predict its held-out part."""
-        from localft.training.run import encoder_run
+    def _fold_probs(self, candidate: Candidate, train_idx: np.ndarray, test_idx: np.ndarray) -> np.ndarray:
+        """Fine-tune a candidate on one fold's training part (no checkpoints) and predict its held-out part."""
+        from localft.training.run import fold_run
 
+        held_out = [self.train[i] for i in test_idx]
         with tempfile.TemporaryDirectory(prefix="localft-fold-") as scratch:
             fold_spec = replace(self.spec, output_dir=Path(scratch), save_every_s=None)
-            learner, loop = encoder_run(
-                fold_spec, base, [self.train[i] for i in train_idx], self.task, _FoldSink(self.sink)
+            fold_train = [self.train[i] for i in train_idx]
+            learner, loop = fold_run(
+                fold_spec, candidate.base_model, fold_train, self.task, candidate.head, _FoldSink(self.sink)
             )
-            loop.writes_checkpoints = False
             loop.run()
-            return learner.probabilities(learner.make_items([self.train[i] for i in test_idx]))
+            if isinstance(learner, EncoderLearner):
+                return learner.probabilities(learner.make_items(held_out))
+            assert isinstance(learner, CausalLearner)
+            return learner.label_probabilities([ex.context for ex in held_out])
 
     def _ensembles(self, singles: list[Score], oof: dict[str, np.ndarray], common: np.ndarray) -> list[Score]:
-        """Greedy: from the best single candidate, add the member that raises the score most, while it does."""
+        """Greedy: from the best single candidate, add the member that raises the score most, while it does (an LLM
+        serves alone: it joins no ensemble)."""
         current, found = max(singles, key=lambda s: s.score), []
+        if current.members[0].endswith(" lora"):
+            return []
         while len(current.members) < MAX_MEMBERS:
             options = [
                 Score(
@@ -288,7 +312,7 @@ class Selector:
                     current.seconds + other.seconds,
                 )
                 for other in singles
-                if other.members[0] not in current.members
+                if other.members[0] not in current.members and not other.members[0].endswith(" lora")
             ]
             if not options:
                 break
@@ -351,6 +375,10 @@ def _fit_chosen(
     device = resolve_device(spec.device)
     cache_dir = spec.cache_dir or Settings.from_env().cache_dir
     targets = targets_of(train, task)
+    if decision.chosen[0].kind == "lora":
+        sink.log(f"auto: fine-tuning {decision.chosen[0].base_model} with LoRA")
+        result = run_training(replace(spec, base_model=decision.chosen[0].base_model), sink)
+        return replace(result, hyperparameters={**result.hyperparameters, "classifier": decision.chosen[0].name})
     tuned = [c for c in decision.chosen if c.kind == "tuned"]
     fixed = [c for c in decision.chosen if c.kind != "tuned"]
     first = 1 if tuned else 0
@@ -363,7 +391,7 @@ def _fit_chosen(
     if tuned:
         beside = f", served with {' + '.join(c.member.name for c in companions)}" if companions else ""
         sink.log(f"auto: fine-tuning {tuned[0].base_model}{beside}")
-        additions = Additions(companions, decision.thresholds, selection)
+        additions = Additions(companions, decision.thresholds, selection, tuned[0].head)
         result = run_training(replace(spec, base_model=tuned[0].base_model), sink, additions)
         return replace(result, hyperparameters={**result.hyperparameters, "classifier": names})
     return _write_fixed(spec, sink, task, shape, companions, decision, selection, len(train))
@@ -385,8 +413,8 @@ def _fit_fixed(
         return Companion(Member("tfidf", folder), tfidf, head)
     max_length = MAX_LENGTH["encoder"]
     features = load_encoder_features(local_model_dir(candidate.base_model, cache_dir), device, max_length)
-    names = features.embed([humanize(label) for label in task.labels])
-    head = frozen_head(features.embed(texts), targets, names, candidate.label_prior, task)
+    names = features.embed([label_words(label) for label in task.labels])
+    head = build_head(candidate.head, features.embed(texts), targets, n_labels, task.multi_label, HEAD_C, names)
     member = Member("encoder", folder, base_model=candidate.base_model, max_length=max_length)
     return Companion(member, features, head)
 
@@ -473,6 +501,11 @@ def _validation_metrics(
 # --- helpers ----------------------------------------------------------------------------------------------------
 
 
+def is_installed_name(name: str) -> bool:
+    spec = get_spec(name)
+    return spec is not None and is_installed(spec)
+
+
 def installed_encoders() -> list[str]:
     """The built-in sentence encoders whose weights are installed, smallest first."""
     return [spec.name for spec in list_base_models() if spec.family == "encoder" and is_installed(spec)]
@@ -485,20 +518,6 @@ def encoder_size(folder: Path) -> int:
     layers = int(config.get("num_hidden_layers", config.get("n_layers", 12)))
     inner = int(config.get("intermediate_size", config.get("hidden_dim", 4 * hidden)))
     return layers * (4 * hidden * hidden + 2 * hidden * inner)
-
-
-def humanize(label: str) -> str:
-    """A label as words, for its embedding: `card_arrival` -> `card arrival`."""
-    return " ".join(label.replace("_", " ").replace("-", " ").split())
-
-
-def frozen_head(x: np.ndarray, targets: np.ndarray, names: np.ndarray, scale: float, task: TaskInfo) -> LinearHead:
-    """Logistic regression on frozen embeddings, plus `scale` x the label names' embeddings (a prior: each text's
-    cosine with each name added to the logits)."""
-    head = fit_head(x, targets, len(task.labels), task.multi_label, HEAD_C)
-    if scale:
-        head = LinearHead(head.weight + scale * names.astype(np.float32), head.bias, head.multi_label)
-    return head
 
 
 def targets_of(examples: Sequence[ChatExample], task: TaskInfo) -> np.ndarray:

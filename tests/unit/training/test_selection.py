@@ -56,6 +56,25 @@ def test_auto_scores_every_candidate_and_fits_the_best(tiny_auto: Path, tmp_path
     assert sink.checkpoints and sink.metrics[-1].classification["accuracy"] > 0.5
 
 
+def test_an_affordable_llm_is_scored_as_a_candidate(
+    tiny_auto: Path, tiny_causal_lm: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """LoRA on the default LLM is a candidate where the budget affords it (here the tiny LLM, a large budget); it is
+    scored by its label probabilities on the held-out folds like the others, and joins no ensemble."""
+    monkeypatch.setattr(selection, "DEFAULT_BASE_MODEL", str(tiny_causal_lm))
+    monkeypatch.setattr(selection, "is_installed_name", lambda name: True)
+    monkeypatch.setattr(selection, "BUDGET_PASSES", 1e9)
+    train = write_jsonl(tmp_path / "t.jsonl", sentiment_records(2))
+    sink = ListSink()
+    spec = replace(auto_spec(train, tmp_path / "out"), hyperparameters=Hyperparameters(n_epochs=1))
+    result = run_training(spec, sink)
+    table = next(m for m in sink.messages if m.startswith("auto: classifiers scored"))
+    lora = f"{tiny_causal_lm} lora"
+    assert f"  {lora}  " in table and "(5 folds" in table.split(lora)[1].split("\n")[0]
+    assert not any(lora in line and "+" in line for line in table.splitlines())
+    assert read_checkpoint(result.final_checkpoint).family in {"classifier", "causal_lm"}
+
+
 def test_with_no_budget_for_tuning_a_frozen_choice_is_written_at_once(
     tiny_auto: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
