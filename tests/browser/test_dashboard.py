@@ -134,13 +134,13 @@ def test_upload_preview_validate_and_delete_files(
     assert page.locator("#n_epochs, [name=n_epochs]").get_attribute("placeholder") == "auto (8)"
     assert "(OpenAI's rule)" in text
 
-    # Choosing an encoder re-checks the file with its tokenizer and its auto epochs: 10, what its job would run.
+    # Choosing an encoder re-checks the file with its tokenizer and its auto epochs: 7, what its job would run.
     page.fill("#base-model", str(tiny_encoder))
     page.locator("#base-model").press("Tab")
     page.locator("#validation-report", has_text=f"Counted by {tiny_encoder}").wait_for()
     text = page.locator("#validation-report").inner_text()
-    assert 'n_epochs "auto" would be 10 (encoders\'' in text
-    assert page.locator("[name=n_epochs]").get_attribute("placeholder") == "auto (10)"
+    assert 'n_epochs "auto" would be 7 (encoders\'' in text
+    assert page.locator("[name=n_epochs]").get_attribute("placeholder") == "auto (7)"
     # A model the server cannot load falls back to the estimate instead of hiding the report.
     page.fill("#base-model", "no-such-model")
     page.locator("#base-model").press("Tab")

@@ -148,7 +148,7 @@ def test_minilm_head_learns_and_resume_matches_uninterrupted(datasets: Path, tmp
     resumed = run_training(minilm_spec(train, valid, tmp_path / "part", stopping.checkpoints[0].path), Sink())
 
     assert resumed.steps == full.steps
-    a = load_file(full.final_checkpoint / "model" / "model.safetensors")
-    b = load_file(resumed.final_checkpoint / "model" / "model.safetensors")
+    a = load_file(full.final_checkpoint / "member-0" / "encoder" / "model.safetensors")
+    b = load_file(resumed.final_checkpoint / "member-0" / "encoder" / "model.safetensors")
     for key in a:
         torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=1e-5)

@@ -480,22 +480,25 @@ def _validation_metrics(
     valid = read_examples(spec.validation_file)
     texts = [shape.payload(ex.context) for ex in valid]
     total = sum(c.member.weight for c in companions)
-    probs = sum(c.member.weight * c.head.probabilities(c.features.embed(texts)) for c in companions) / total
+    probs = np.asarray(sum(c.member.weight * c.head.probabilities(c.features.embed(texts)) for c in companions))
+    probs = np.clip(probs / total, 1e-7, 1 - 1e-7)
     labels = task.labels
+    targets = targets_of(valid, task)
     if task.multi_label:
-        gold = [task.label_set(ex.answer) for ex in valid]
-        decided = np.asarray(probs) > np.asarray(thresholds or [0.5] * len(labels))
+        loss = float(-(targets * np.log(probs) + (1 - targets) * np.log(1 - probs)).mean())
+        decided = probs > np.asarray(thresholds or [0.5] * len(labels))
         pred = [[label for label, on in zip(labels, row, strict=True) if on] for row in decided]
-        multi = multilabel_metrics(gold, pred, labels)
+        multi = multilabel_metrics([task.label_set(ex.answer) for ex in valid], pred, labels)
         values = {"exact_match": multi.exact_match, "micro_f1": multi.micro_f1, "macro_f1": multi.macro_f1}
         accuracy = multi.exact_match
     else:
-        single = classification_metrics(
-            [task.label_of(ex.answer).strip() for ex in valid], [labels[i] for i in np.asarray(probs).argmax(1)], labels
-        )
+        known = targets >= 0  # answers outside the training labels have no probability to score
+        loss = float(-np.log(probs[known, targets[known]]).mean()) if known.any() else 0.0
+        gold = [task.label_of(ex.answer).strip() for ex in valid]
+        single = classification_metrics(gold, [labels[i] for i in probs.argmax(1)], labels)
         values = {"accuracy": single.accuracy, "macro_f1": single.macro_f1, "weighted_f1": single.weighted_f1}
         accuracy = single.accuracy
-    return {"full_valid_mean_token_accuracy": accuracy, "classification": values}
+    return {"full_valid_loss": loss, "full_valid_mean_token_accuracy": accuracy, "classification": values}
 
 
 # --- helpers ----------------------------------------------------------------------------------------------------

@@ -99,9 +99,9 @@ def test_validate_reports_the_epochs_of_the_models_family(tiny_causal_lm: Path, 
     assert 'n_epochs "auto" = 9 (OpenAI\'s rule)' in llm.output, llm.output
     encoder = CliRunner().invoke(main, ["validate", path, "--model", str(tiny_encoder), "--json"])
     data = json.loads(encoder.output)
-    # batch 1 (an 11-example file), so 11 steps an epoch: 250 steps would take 23 epochs, capped at 10
-    assert data["n_epochs"] == 10
-    assert data["n_epochs_rule"] == "encoders': OpenAI's, raised to 250 optimizer steps within 10 epochs"
+    # batch 1 (an 11-example file), so 11 steps an epoch: 80 steps take 8 epochs
+    assert data["n_epochs"] == 8
+    assert data["n_epochs_rule"] == "encoders': 80 optimizer steps, within 1-10 epochs"
     # The limit is what the encoder's jobs cut examples to (256), or the max_length a job will ask for, within the
     # model's 512 positions.
     assert data["max_tokens"] == 256

@@ -141,8 +141,8 @@ def test_a_models_budget_sets_the_limit_its_jobs_cut_at_and_says_how(tmp_path: P
     )
     assert encoder.warnings[0].message.endswith("the encoder reads the text's first tokens up to the limit")
     assert encoder.trained_tokens == encoder.n_epochs * (256 + sum(encoder.token_counts[1:]))
-    # 12 examples at batch 1: OpenAI's rule gives 8 epochs, the encoder's 10 (250 steps, capped)
-    assert (llm.n_epochs, encoder.n_epochs) == (8, 10)
+    # 12 examples at batch 1: OpenAI's rule gives 8 epochs, the encoder's 7 (80 steps)
+    assert (llm.n_epochs, encoder.n_epochs) == (8, 7)
     # No model: the context alone limits, and OpenAI's rule gives the epochs.
     assert validate_file(path, max_tokens=8192).to_dict()["n_epochs_rule"] == "OpenAI's rule"
     assert "too_many_tokens" not in validate_file(path, max_tokens=8192).problem_counts

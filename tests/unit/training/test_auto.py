@@ -17,12 +17,13 @@ def test_auto_follows_openai_epochs_and_family_defaults() -> None:
 
 
 def test_encoders_get_epochs_for_enough_steps() -> None:
+    """Encoders: epochs adding up to `MIN_ENCODER_STEPS` (80) optimizer steps, within 1 to 10."""
     small = resolve(Hyperparameters(), "encoder", n_examples=100)  # batch 10: 10 steps an epoch
-    assert (small.batch_size, small.n_epochs) == (10, 10)  # 25 would make 250 steps: at most 10 for the minimum
-    assert resolve(Hyperparameters(), "encoder", n_examples=600).n_epochs == 7  # 38 steps an epoch
-    assert resolve(Hyperparameters(), "encoder", n_examples=770).n_epochs == 6  # 49 steps an epoch
-    assert resolve(Hyperparameters(), "encoder", n_examples=2000).n_epochs == 3  # OpenAI's rule already suffices
-    assert resolve(Hyperparameters(), "encoder", n_examples=2).n_epochs == 25  # OpenAI's rule for tiny files
+    assert (small.batch_size, small.n_epochs) == (10, 8)
+    assert resolve(Hyperparameters(), "encoder", n_examples=600).n_epochs == 3  # 38 steps an epoch
+    assert resolve(Hyperparameters(), "encoder", n_examples=770).n_epochs == 2  # 49 steps an epoch
+    assert resolve(Hyperparameters(), "encoder", n_examples=2000).n_epochs == 1  # 125 steps in one pass
+    assert resolve(Hyperparameters(), "encoder", n_examples=2).n_epochs == 10  # at most 10, however small
     assert resolve(Hyperparameters(), "causal_lm", n_examples=600).n_epochs == 3  # LLMs keep OpenAI's rule
 
 

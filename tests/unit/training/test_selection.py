@@ -89,6 +89,7 @@ def test_with_no_budget_for_tuning_a_frozen_choice_is_written_at_once(
     assert all(not m["tuned"] for m in meta.members)
     assert "tuned" not in meta.selection["classifier"]  # type: ignore[index]
     assert sink.metrics[-1].classification["accuracy"] == pytest.approx(meta.metrics["full_valid_accuracy"])
+    assert sink.metrics[-1].full_valid_loss is not None and sink.metrics[-1].full_valid_loss > 0
     assert len(sink.checkpoints) == 1
 
 
