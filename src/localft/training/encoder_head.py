@@ -207,7 +207,9 @@ class EncoderLearner:
                 part = items[start : start + 64]
                 chunks.append(self._logits(part))
                 loss += float(self._loss(chunks[-1], part).loss_sum)
-        logits = torch.cat(chunks)
+        # Thresholds and metrics are computed where the gold labels are, on the CPU: a model on a GPU hands over its
+        # logits once here, rather than every comparison meeting a CPU tensor (a device error at the first epoch end).
+        logits = torch.cat(chunks).cpu()
         if self.task.multi_label and classify:
             self.thresholds = tune_thresholds(torch.sigmoid(logits), [it.target for it in items])
         accuracy, metrics = self._metrics(logits, items)

@@ -20,6 +20,7 @@ import torch
 
 from localft.base_models import native_bf16
 from localft.base_models.grouping import group_by_length
+from localft.devices import device_type
 from localft.errors import TrainingCancelled, TrainingError
 from localft.training.checkpoint import (
     CheckpointMeta,
@@ -342,5 +343,4 @@ def bf16_available(device: str) -> bool:
 
 def autocast(device: str) -> torch.autocast:
     """Mixed precision for forward passes: weights and optimizer state stay fp32, matmuls run in bf16."""
-    device_type = "cuda" if device.startswith("cuda") else "cpu"
-    return torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16_available(device))
+    return torch.autocast(device_type(device), dtype=torch.bfloat16, enabled=bf16_available(device))

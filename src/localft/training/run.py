@@ -86,7 +86,7 @@ def run_training(spec: TrainSpec, sink: EventSink) -> TrainResult:
     cached = compiled_before(cache_dir, resolved_name)
     compiled = False
     if should_compile(spec.compile_layers, family, planned_tokens, device, cached):
-        compiled = _compile(learner, cache_dir, cached, sink)
+        compiled = _compile(learner, cache_dir, cached, sink, device)
 
     def meta_for(step: int, epoch: int, metrics: dict[str, Any]) -> CheckpointMeta:
         return CheckpointMeta(
@@ -147,16 +147,18 @@ def run_training(spec: TrainSpec, sink: EventSink) -> TrainResult:
     )
 
 
-def _compile(learner: Any, cache_dir: Path, cached: bool, sink: EventSink) -> bool:
+def _compile(learner: Any, cache_dir: Path, cached: bool, sink: EventSink, device: str) -> bool:
     """Compile the learner's layers (both learners hold a `model` and a `compiled_layers` flag)."""
     layers = compile_layers(learner.model, cache_dir)
     if not layers:
-        sink.log("torch.compile does not work on this machine (no C++ compiler?): training runs uncompiled", "warn")
+        needs = "a C++ compiler" if device == "cpu" else "Triton"
+        sink.log(f"torch.compile does not work on this machine (it needs {needs}): training runs uncompiled", "warn")
         return False
     learner.compiled_layers = True
     wait = "seconds: an earlier run's kernels are cached" if cached else "about half a minute the first time"
+    where = "this CPU" if device == "cpu" else device
     sink.log(
-        f"Compiling the model's {layers} layers for this CPU: faster steps for a long run; the first steps wait for "
+        f"Compiling the model's {layers} layers for {where}: faster steps for a long run; the first steps wait for "
         f"the compiler ({wait})"
     )
     return True
