@@ -30,7 +30,7 @@ from localft.jobs.sink import KEEP_CHECKPOINTS, StoreSink
 from localft.jobs.store import Store
 from localft.settings import Settings
 from localft.training.checkpoint import latest_progress
-from localft.training.hparams import Hyperparameters
+from localft.training.hparams import EXTENSION_KEYS, OPENAI_KEYS, Hyperparameters
 from localft.training.interfaces import EventSink, TrainResult, TrainSpec
 
 log = logging.getLogger(__name__)
@@ -204,7 +204,7 @@ class Worker:
         This asks the engine's own rules (training/auto.py) the same question; any problem here is left for
         training itself to report, so it is only logged.
         """
-        if "auto" not in job.hyperparameters.values() and "max_length" not in job.hyperparameters:
+        if "auto" not in job.hyperparameters.values() and not set(EXTENSION_KEYS) & set(job.hyperparameters):
             return
         try:
             from localft.base_models import local_model_dir, model_family, model_positions, resolve_alias
@@ -292,10 +292,9 @@ def _default_train() -> Train:
 
 
 def _public_hyperparameters(resolved: dict[str, Any], requested: dict[str, Any]) -> dict[str, Any]:
-    """OpenAI's three as they ran, and `max_length` (a localft extension) where the job asked for it."""
-    keys = ["n_epochs", "batch_size", "learning_rate_multiplier"]
-    if "max_length" in requested:
-        keys.append("max_length")
+    """OpenAI's three as they ran, and localft's extensions (`max_length`, `lora_rank`, ...) where the job asked for
+    them."""
+    keys = [*OPENAI_KEYS, *(key for key in EXTENSION_KEYS if key in requested)]
     return {key: resolved[key] for key in keys if key in resolved}
 
 

@@ -8,6 +8,7 @@ store; the worker, the CLI and tests each bring their own sink.
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,8 @@ def run_training(spec: TrainSpec, sink: EventSink) -> TrainResult:
     random.seed(spec.seed)
     tokenizer = _load_tokenizer(model_dir)
     learner, template = _build(family, model_dir, tokenizer, task, hp, device, spec, train)
+    if family == "causal_lm":  # the layers the default rule picked, as recorded with the job
+        hp = replace(hp, lora_target_modules=learner.lora_targets)  # type: ignore[attr-defined]
     train_items = learner.make_items(train)
     valid_items = learner.make_items(_sample(valid, spec.seed))
     if family == "encoder":
@@ -184,10 +187,13 @@ def _build(
     train: list[ChatExample],
 ) -> tuple[Learner, TemplateKind]:
     if family == "causal_lm":
-        from localft.training.lora_causal import CausalLearner
+        from localft.training.lora_causal import CausalLearner, LoraShape
 
         kind = template_kind(tokenizer)
-        causal = CausalLearner(model_dir, tokenizer, ChatEncoder(tokenizer, kind, hp.max_length), task, device)
+        assert hp.lora_rank is not None and hp.lora_alpha is not None and hp.lora_dropout is not None  # an LLM's
+        lora = LoraShape(hp.lora_rank, hp.lora_alpha, hp.lora_dropout, hp.lora_target_modules)
+        encoder = ChatEncoder(tokenizer, kind, hp.max_length)
+        causal = CausalLearner(model_dir, tokenizer, encoder, task, device, lora)
         if task.multi_label:
             causal.use_observed_answers([ex.answer for ex in train])
         return causal, kind
