@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from localft.base_models.templates import encoder_text
+from localft.devices import to_device
 from localft.eval.metrics import classification_metrics, multilabel_metrics
 from localft.training.auto import BASE_LEARNING_RATE
 from localft.training.dataset import ChatExample
@@ -175,7 +176,9 @@ class EncoderLearner:
             ids[r, : len(it.input_ids)] = torch.tensor(it.input_ids)
             mask[r, : len(it.input_ids)] = 1
         with autocast(self.device), attention_for_width(self.model, width, compiled=self.compiled_layers):
-            logits: torch.Tensor = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
+            logits: torch.Tensor = self.model(
+                input_ids=to_device(ids, self.device), attention_mask=to_device(mask, self.device)
+            ).logits
         return logits.float()
 
     def loss(self, items: Sequence[EncoderItem]) -> BatchLoss:

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from localft.base_models.scoring import ScoreRow, score_rows
+from localft.devices import to_device
 from localft.errors import InvalidRequestError
 from localft.eval.metrics import classification_metrics, multilabel_metrics
 from localft.training.auto import LORA_ALPHA, LORA_RANK
@@ -171,8 +172,11 @@ class CausalLearner:
                     gold.append(it.encoded.labels[t])
         target = torch.tensor(gold, device=self.device)
         with autocast(self.device), attention_for_width(self._causal, width, compiled=self.compiled_layers):
-            hidden = self._body(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).last_hidden_state
-            logits = self._head(hidden[torch.tensor(rows), torch.tensor(cols)]).float()
+            hidden = self._body(
+                input_ids=to_device(ids, self.device), attention_mask=to_device(mask, self.device)
+            ).last_hidden_state
+            at = to_device(torch.tensor(rows), self.device), to_device(torch.tensor(cols), self.device)
+            logits = self._head(hidden[at]).float()
         if self._softcap:
             logits = torch.tanh(logits / self._softcap) * self._softcap
         loss_sum = F.cross_entropy(logits, target, reduction="sum")

@@ -24,6 +24,7 @@ from localft.base_models import (
     reuse_freed_memory,
 )
 from localft.base_models.templates import TemplateKind, template_kind
+from localft.devices import device_type, free_memory, use_fast_matmul
 from localft.errors import DataValidationError, ModelError
 from localft.settings import Settings
 from localft.training.auto import FORWARD_OVERHEAD, TOKENS_PER_FORWARD, Family, Resolved, resolve, within_positions
@@ -32,6 +33,7 @@ from localft.training.compilation import compile_layers, compiled_before, rememb
 from localft.training.dataset import ChatEncoder, ChatExample, read_examples
 from localft.training.interfaces import EventSink, TrainResult, TrainSpec
 from localft.training.loop import Learner, Plan, TrainLoop, bf16_available
+from localft.training.memory import plan_memory, use_gradient_checkpointing
 from localft.training.task import TaskInfo, detect_task
 
 MAX_FULL_VALIDATION = 500
@@ -43,6 +45,7 @@ def run_training(spec: TrainSpec, sink: EventSink) -> TrainResult:
     apply_threads()  # the worker trains in its own thread
     reuse_freed_memory()
     device = resolve_device(spec.device)
+    use_fast_matmul(device)
     cache_dir = spec.cache_dir or Settings.from_env().cache_dir
     resolved_name = resolve_alias(spec.base_model)
     if resolved_name != spec.base_model:
@@ -74,6 +77,15 @@ def run_training(spec: TrainSpec, sink: EventSink) -> TrainResult:
     valid_items = learner.make_items(_sample(valid, spec.seed))
     if family == "encoder":
         learner.fit_class_weights(train_items)  # type: ignore[attr-defined]
+    memory = plan_memory(
+        learner.model.config,  # type: ignore[attr-defined]  # both learners hold a Hugging Face model
+        free_memory(device),
+        sum(p.numel() for group in learner.parameter_groups() for p in group.params),
+        hp.max_length,
+        TOKENS_PER_FORWARD[family],
+    )
+    if memory.checkpointing:
+        use_gradient_checkpointing(learner.model)  # type: ignore[attr-defined]
     precision = "bf16 autocast" if bf16_available(device) else "fp32"
     own_rates = "".join(
         f", {group.name} at {group.learning_rate(hp.learning_rate):g}"
@@ -81,10 +93,12 @@ def run_training(spec: TrainSpec, sink: EventSink) -> TrainResult:
         if group.learning_rate(hp.learning_rate) != hp.learning_rate
     )
     sink.log(
-        f"Training {resolved_name} ({family}, {precision} on {device}): {hp.n_epochs} epochs, batch size "
-        f"{hp.batch_size}, learning rate {hp.learning_rate:g} (multiplier {hp.learning_rate_multiplier:g}"
+        f"Training {resolved_name} ({family}, {precision} on {_device_label(device)}): {hp.n_epochs} epochs, "
+        f"batch size {hp.batch_size}, learning rate {hp.learning_rate:g} (multiplier {hp.learning_rate_multiplier:g}"
         f"{own_rates}), max length {hp.max_length} tokens"
     )
+    if memory.free_bytes is not None:
+        sink.log(f"GPU memory: {memory.describe()}")
     planned_tokens = hp.n_epochs * sum(learner.tokens(item) for item in train_items)
     cached = compiled_before(cache_dir, resolved_name)
     compiled = False
@@ -115,7 +129,7 @@ def run_training(spec: TrainSpec, sink: EventSink) -> TrainResult:
         batch_size=hp.batch_size,
         learning_rate=hp.learning_rate,
         seed=spec.seed,
-        tokens_per_forward=TOKENS_PER_FORWARD[family],
+        tokens_per_forward=memory.tokens_per_forward,
         forward_overhead=FORWARD_OVERHEAD[family],
         weight_decay=0.01 if family == "encoder" else 0.0,
     )
@@ -165,6 +179,13 @@ def _compile(learner: Any, cache_dir: Path, cached: bool, sink: EventSink, devic
         f"the compiler ({wait})"
     )
     return True
+
+
+def _device_label(device: str) -> str:
+    """`cpu`, or a GPU with its name (`cuda:0, NVIDIA H100 80GB HBM3`), as job events show it."""
+    if device_type(device) != "cuda":
+        return device
+    return f"{device}, {torch.cuda.get_device_name(torch.device(device))}"
 
 
 def _load_tokenizer(model_dir: Path) -> Any:
