@@ -194,6 +194,7 @@ class Worker:
             cache_dir=self.settings.cache_dir,
             max_checkpoints=KEEP_CHECKPOINTS,
             compile_layers=self.settings.compile_layers,
+            devices=self.settings.devices,
         )
 
     def _show_resolved_hyperparameters(self, job: JobRecord, spec: TrainSpec) -> None:

@@ -31,20 +31,30 @@ from localft.training.auto import FORWARD_OVERHEAD, TOKENS_PER_FORWARD, Family, 
 from localft.training.checkpoint import CheckpointMeta, read_checkpoint
 from localft.training.compilation import compile_layers, compiled_before, remember_compiled, should_compile
 from localft.training.dataset import ChatEncoder, ChatExample, read_examples
+from localft.training.distributed import processes_for, train_data_parallel
 from localft.training.interfaces import EventSink, TrainResult, TrainSpec
 from localft.training.loop import Learner, Plan, TrainLoop, bf16_available
 from localft.training.memory import plan_memory, use_gradient_checkpointing
+from localft.training.parallel import Collective, OneProcess
 from localft.training.task import TaskInfo, detect_task
 
 MAX_FULL_VALIDATION = 500
 """Validation examples scored at each epoch end (a sample of bigger files: scoring labels costs a forward each)."""
 
 
-def run_training(spec: TrainSpec, sink: EventSink) -> TrainResult:
-    """Fine-tune `spec.base_model` on `spec.training_file`; checkpoints go to `spec.output_dir/step-N/`."""
+def run_training(spec: TrainSpec, sink: EventSink, parallel: Collective | None = None) -> TrainResult:
+    """Fine-tune `spec.base_model` on `spec.training_file`; checkpoints go to `spec.output_dir/step-N/`.
+
+    A run that asks for more than one device (`hyperparameters.devices`, else `spec.devices`) starts its data-parallel
+    processes here (`training.distributed`); each of them runs this function with its `parallel` group."""
     apply_threads()  # the worker trains in its own thread
     reuse_freed_memory()
     device = resolve_device(spec.device)
+    if parallel is None:
+        processes = processes_for(spec, device)
+        if processes > 1:
+            return train_data_parallel(spec, sink, processes, device)
+        parallel = OneProcess()
     use_fast_matmul(device)
     cache_dir = spec.cache_dir or Settings.from_env().cache_dir
     resolved_name = resolve_alias(spec.base_model)
@@ -93,7 +103,8 @@ def run_training(spec: TrainSpec, sink: EventSink) -> TrainResult:
         if group.learning_rate(hp.learning_rate) != hp.learning_rate
     )
     sink.log(
-        f"Training {resolved_name} ({family}, {precision} on {_device_label(device)}): {hp.n_epochs} epochs, "
+        f"Training {resolved_name} ({family}, {precision} on {_device_label(device, parallel.world_size)}): "
+        f"{hp.n_epochs} epochs, "
         f"batch size {hp.batch_size}, learning rate {hp.learning_rate:g} (multiplier {hp.learning_rate_multiplier:g}"
         f"{own_rates}), max length {hp.max_length} tokens"
     )
@@ -119,7 +130,7 @@ def run_training(spec: TrainSpec, sink: EventSink) -> TrainResult:
             assistant_prefix=task.assistant_prefix,
             thresholds=list(getattr(learner, "thresholds", [])),
             max_length=hp.max_length,
-            hyperparameters={**hp.to_dict(), "seed": spec.seed},
+            hyperparameters={**hp.to_dict(), "seed": spec.seed, "devices": parallel.world_size},
             metrics=metrics,
             chat_template=template,
         )
@@ -143,6 +154,7 @@ def run_training(spec: TrainSpec, sink: EventSink) -> TrainResult:
         meta_for,
         spec.max_checkpoints,
         spec.save_every_s,
+        parallel=parallel,
     )
     if spec.resume_from is not None:
         _check_resume(spec.resume_from, resolved_name)
@@ -159,7 +171,7 @@ def run_training(spec: TrainSpec, sink: EventSink) -> TrainResult:
         final_checkpoint=final,
         trained_tokens=loop.progress.trained_tokens,
         steps=loop.progress.step,
-        hyperparameters={**hp.to_dict(), "seed": spec.seed},
+        hyperparameters={**hp.to_dict(), "seed": spec.seed, "devices": parallel.world_size},
         metrics=loop.last_metrics,
     )
 
@@ -181,11 +193,15 @@ def _compile(learner: Any, cache_dir: Path, cached: bool, sink: EventSink, devic
     return True
 
 
-def _device_label(device: str) -> str:
-    """`cpu`, or a GPU with its name (`cuda:0, NVIDIA H100 80GB HBM3`), as job events show it."""
-    if device_type(device) != "cuda":
-        return device
-    return f"{device}, {torch.cuda.get_device_name(torch.device(device))}"
+def _device_label(device: str, processes: int) -> str:
+    """`cpu`, or a GPU with its name (`cuda:0, NVIDIA H100 80GB HBM3`), as job events show it; with the number of
+    data-parallel processes where there are several (`2 data-parallel processes on cuda, NVIDIA H100 ...`)."""
+    label = device
+    if device_type(device) == "cuda":
+        label = (
+            f"{device_type(device) if processes > 1 else device}, {torch.cuda.get_device_name(torch.device(device))}"
+        )
+    return f"{processes} data-parallel processes on {label}" if processes > 1 else label
 
 
 def _load_tokenizer(model_dir: Path) -> Any:
