@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import httpx
 import pytest
@@ -21,7 +22,7 @@ from localft.jobs.intake import validate_job
 from localft.jobs.schema import JobRecord
 from localft.jobs.store import Store
 from localft.jobs.worker import Worker
-from localft.settings import Settings
+from localft.settings import ALL_DEVICES, Settings
 
 no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason="checks what a machine without a GPU says")
 
@@ -108,3 +109,23 @@ def test_a_job_asking_a_cpu_build_for_a_gpu_fails_with_the_fix(settings: Setting
     assert failed.status == "failed" and failed.error is not None
     assert failed.error["code"] == "device_unavailable"
     assert "asks for a GPU" in failed.error["message"] and "AssertionError" not in failed.error["message"]
+
+
+def test_how_many_processes_a_job_trains_in(tmp_path: Path) -> None:
+    from localft.errors import InvalidRequestError
+    from localft.training import Hyperparameters, TrainSpec
+    from localft.training.distributed import processes_for
+
+    def spec(devices: int | str, default: int = 1) -> TrainSpec:
+        hp = Hyperparameters(devices=devices)  # type: ignore[arg-type]
+        return TrainSpec("m", tmp_path / "t.jsonl", tmp_path, hyperparameters=hp, devices=default)
+
+    assert processes_for(spec("auto"), "cpu") == 1
+    assert processes_for(spec("auto", default=3), "cpu") == 3  # the worker's default
+    assert processes_for(spec(2, default=3), "cpu") == 2  # the job's own wins
+    assert processes_for(spec("auto", default=ALL_DEVICES), "cpu") == 1  # `all` GPUs of a CPU
+    if not torch.cuda.is_available():
+        with pytest.raises(InvalidRequestError) as refused:
+            processes_for(spec(2), "cuda")
+        assert refused.value.param == "hyperparameters.devices"
+        assert "asks for 2 devices, but this worker sees 0 GPU(s)" in refused.value.message

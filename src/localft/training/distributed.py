@@ -160,15 +160,16 @@ def _accept(listener: Listener, started: list[subprocess.Popen[bytes]], logs: Pa
 
 
 def _dead(started: list[subprocess.Popen[bytes]], logs: Path) -> TrainingError | None:
-    """The error of the first process found dead with a failure, if any."""
-    for rank, process in enumerate(started):
-        code = process.poll()
-        if code is not None and code != 0:
-            tail = _tail(logs / f"rank-{rank}.log")
-            return TrainingError(
-                f"Data-parallel process {rank} of {len(started)} exited with code {code}; its last lines:\n{tail}"
-            )
-    return None
+    """The error of a process found dead with a failure, if any: one killed by a signal first (the others then fail
+    in their collectives with it), else the lowest rank."""
+    failed = [(rank, code) for rank, process in enumerate(started) if (code := process.poll()) not in (None, 0)]
+    if not failed:
+        return None
+    rank, code = min(failed, key=lambda item: (item[1] >= 0, item[0]))
+    tail = _tail(logs / f"rank-{rank}.log")
+    return TrainingError(
+        f"Data-parallel process {rank} of {len(started)} exited with code {code}; its last lines:\n{tail}"
+    )
 
 
 def _end(started: list[subprocess.Popen[bytes]]) -> None:
