@@ -2,7 +2,8 @@
 
 Routes live under `/v1` (guarded by API keys when configured), plus `/health`, `/version` and the dashboard at
 `/` when `localft.web` is installed. The embedded worker, when enabled, runs jobs in a thread for the app's
-lifetime and hands a running job back to the queue on shutdown, so it resumes on the next start.
+lifetime and hands a running job back to the queue on shutdown, so it resumes on the next start; with
+`executor="ray"` that thread hands each queued job to a Ray cluster instead (`localft.jobs.ray_executor`).
 """
 
 from __future__ import annotations

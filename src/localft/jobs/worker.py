@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 
 from localft import ids
 from localft.base_models import in_passing_thread
-from localft.errors import DataValidationError, LocalftError, TrainingCancelled
+from localft.errors import DataValidationError, LocalftError, TrainingCancelled, TrainingInterrupted
 from localft.jobs.files import FileStorage
 from localft.jobs.intake import validate_job
 from localft.jobs.results import result_csv
@@ -148,6 +148,12 @@ class Worker:
         except TrainingCancelled:
             self._stopped(job)
             return
+        except TrainingInterrupted as exc:
+            self._requeue(
+                job,
+                f"{exc.message.splitlines()[0]}: the job goes back to the queue and resumes from its newest checkpoint",
+            )
+            return
         except DataValidationError as exc:
             self._fail(job, exc.code or "invalid_training_file", exc.message, exc.param or "training_file")
             return
@@ -237,6 +243,14 @@ class Worker:
                 worker_id=None,
                 message="Worker stopping; job moved back to queued state and will resume from its last checkpoint",
             )
+
+    def _requeue(self, job: JobRecord, message: str) -> None:
+        """Training was interrupted by a lost process or machine: queue the job again (each try counts towards
+        `MAX_ATTEMPTS`, so a job that keeps killing its processes fails in the end)."""
+        self.store.transition(
+            job.id, expect=["running"], held_by=self.worker_id, status="queued", worker_id=None, message=message,
+            level="warn",
+        )  # fmt: skip
 
     def _fail(self, job: JobRecord, code: str, message: str, param: str | None = None) -> None:
         self.store.transition(

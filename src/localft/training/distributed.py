@@ -11,8 +11,9 @@ reports, in the same order: the worker and the job store do not know how many pr
 `train_rank` is the same per-process work for a launcher that has already joined the processes into a group (Ray
 Train, `localft.jobs.ray_executor`): only the way the processes start differs.
 
-A process that dies takes the others with it: the caller kills the rest and fails the run with the dead process's
-last log lines (`<output_dir>/processes/rank-N.log`), and the processes die with their caller (Linux's parent-death
+A process that dies takes the others with it: the caller kills the rest and ends the run with the dead process's
+last log lines (`<output_dir>/processes/rank-N.log`): a failure where it exited with an error, an interruption the job
+resumes from (`TrainingInterrupted`) where it was killed. The processes die with their caller (Linux's parent-death
 signal), so a killed worker leaves no process holding a GPU.
 """
 
@@ -36,8 +37,8 @@ from dataclasses import replace
 from multiprocessing.connection import Client, Connection, Listener
 from pathlib import Path
 
-from localft.devices import for_rank, gpu_count
-from localft.errors import InvalidRequestError, LocalftError, TrainingCancelled, TrainingError
+from localft.devices import for_rank, gpu_count, resolve_device
+from localft.errors import InvalidRequestError, LocalftError, TrainingCancelled, TrainingError, TrainingInterrupted
 from localft.settings import ALL_DEVICES
 from localft.training.interfaces import CheckpointInfo, EventLevel, EventSink, StepMetrics, TrainResult, TrainSpec
 
@@ -167,9 +168,10 @@ def _dead(started: list[subprocess.Popen[bytes]], logs: Path) -> TrainingError |
         return None
     rank, code = min(failed, key=lambda item: (item[1] >= 0, item[0]))
     tail = _tail(logs / f"rank-{rank}.log")
-    return TrainingError(
-        f"Data-parallel process {rank} of {len(started)} exited with code {code}; its last lines:\n{tail}"
-    )
+    # Killed by a signal (the kernel's OOM killer, an operator) is an interruption the job resumes from; an error
+    # exit is the run's failure.
+    error = TrainingInterrupted if code < 0 else TrainingError
+    return error(f"Data-parallel process {rank} of {len(started)} exited with code {code}; its last lines:\n{tail}")
 
 
 def _end(started: list[subprocess.Popen[bytes]]) -> None:
@@ -250,7 +252,7 @@ def train_rank(spec: TrainSpec, report: Callable[[], EventSink]) -> TrainResult:
     from localft.training.run import run_training
 
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = for_rank(spec.device, local_rank)
+    device = for_rank(resolve_device(spec.device), local_rank)
     joined_here = not dist.is_initialized()
     if joined_here:
         if device.startswith("cuda"):
@@ -274,16 +276,15 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
-def main() -> None:
-    """The entry point of each process `train_data_parallel` starts."""
-    _die_with_parent()
-    spec: TrainSpec = pickle.loads(base64.b64decode(os.environ[TRAIN_SPEC]))
+def report_to(address: str, key: bytes, spec: TrainSpec) -> None:
+    """Train this process's part of `spec`; the first process reports to the caller at `address` (`host:port`),
+    ending with the run's result or error. Raises what training raised, after reporting it."""
     connection: Connection | None = None
 
     def report() -> EventSink:
         nonlocal connection
-        host, _, port = os.environ[PARENT_ADDRESS].rpartition(":")
-        connection = Client((host, int(port)), authkey=bytes.fromhex(os.environ[PARENT_KEY]))
+        host, _, port = address.rpartition(":")
+        connection = Client((host, int(port)), authkey=key)
         return RelaySink(connection)
 
     try:
@@ -291,12 +292,24 @@ def main() -> None:
     except BaseException as exc:
         if connection is not None:
             connection.send(("failed", _picklable(exc)))
-        if isinstance(exc, TrainingCancelled):
-            raise SystemExit(0) from exc
-        traceback.print_exc()  # into this process's log, whose last lines a failed run shows
-        raise SystemExit(1) from exc
+            connection.close()
+        raise
     if connection is not None:
         connection.send(("done", result))
+        connection.close()
+
+
+def main() -> None:
+    """The entry point of each process `train_data_parallel` starts."""
+    _die_with_parent()
+    spec: TrainSpec = pickle.loads(base64.b64decode(os.environ[TRAIN_SPEC]))
+    try:
+        report_to(os.environ[PARENT_ADDRESS], bytes.fromhex(os.environ[PARENT_KEY]), spec)
+    except TrainingCancelled as exc:
+        raise SystemExit(0) from exc
+    except BaseException as exc:
+        traceback.print_exc()  # into this process's log, whose last lines a failed run shows
+        raise SystemExit(1) from exc
 
 
 def _picklable(exc: BaseException) -> BaseException:
