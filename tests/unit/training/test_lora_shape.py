@@ -95,3 +95,19 @@ def test_a_run_trains_the_lora_shape_it_was_given(
     weights = load_file(result.final_checkpoint / "adapter" / "adapter_model.safetensors")
     shapes = {name.split(".")[-3]: tuple(w.shape) for name, w in weights.items() if "lora_A" in name}
     assert set(shapes) == {"q_proj", "gate_proj"} and all(shape[0] == 4 for shape in shapes.values())
+
+
+def test_the_cli_flags_become_hyperparameters_only_where_given() -> None:
+    from localft.cli.jobs import hyperparameters
+
+    plain = hyperparameters(None, None, None)
+    assert plain == {"n_epochs": "auto", "batch_size": "auto", "learning_rate_multiplier": "auto"}
+    scaled = hyperparameters(
+        2, None, None, None, lora_rank=16, lora_alpha=None, lora_dropout=0.05, lora_target_modules="q_proj, v_proj",
+        devices=2,
+    )  # fmt: skip
+    assert scaled == {
+        "n_epochs": 2, "batch_size": "auto", "learning_rate_multiplier": "auto", "lora_rank": 16, "lora_dropout": 0.05,
+        "lora_target_modules": ["q_proj", "v_proj"], "devices": 2,
+    }  # fmt: skip
+    assert Hyperparameters.from_dict(scaled).to_dict() == scaled
