@@ -211,3 +211,27 @@ def test_a_server_killed_mid_job_resumes_it_on_the_gpu(tmp_path: Path) -> None:
     finally:
         server.kill()
         server.wait()
+
+
+def test_training_passes_on_the_gpu_attend_through_sdpa_in_bf16(tiny_causal_lm: Path) -> None:
+    from localft.training.dataset import ChatEncoder, ChatExample
+    from localft.training.lora_causal import CausalLearner
+    from localft.training.run import _load_tokenizer
+    from localft.training.task import detect_task
+
+    rows = [(t, label) for label, texts in SENTIMENT.items() for t in texts]
+    examples = [
+        ChatExample([{"role": "user", "content": t}, {"role": "assistant", "content": a}], i)
+        for i, (t, a) in enumerate(rows, 1)
+    ]
+    tokenizer = _load_tokenizer(tiny_causal_lm)
+    task = detect_task([ex.answer for ex in examples])
+    learner = CausalLearner(tiny_causal_lm, tokenizer, ChatEncoder(tokenizer, "model", 64), task, "cuda")
+    assert learner._causal.config._attn_implementation == "sdpa"
+    assert {p.device.type for p in learner.model.parameters()} == {"cuda"}
+    learner.set_training(True)
+    out = learner.loss(learner.make_items(examples))
+    out.loss_sum.backward()  # type: ignore[no-untyped-call]
+    assert out.loss_sum.device.type == "cuda" and learner._causal.config._attn_implementation == "sdpa"
+    frozen = [p for p in learner.model.parameters() if not p.requires_grad]
+    assert {p.dtype for p in frozen} == ({torch.bfloat16} if torch.cuda.is_bf16_supported() else {torch.float32})

@@ -149,10 +149,8 @@ class Worker:
             self._stopped(job)
             return
         except TrainingInterrupted as exc:
-            self._requeue(
-                job,
-                f"{exc.message.splitlines()[0]}: the job goes back to the queue and resumes from its newest checkpoint",
-            )
+            what = exc.message.splitlines()[0].partition(";")[0].rstrip(".:")
+            self._requeue(job, f"Training was interrupted ({what}): back in the queue, to resume from its checkpoint")
             return
         except DataValidationError as exc:
             self._fail(job, exc.code or "invalid_training_file", exc.message, exc.param or "training_file")
@@ -222,6 +220,7 @@ class Worker:
             family = model_family(resolve_alias(spec.base_model), model_dir)
             asked = resolve(spec.hyperparameters, family, len(read_examples(spec.training_file)))
             resolved = within_positions(asked, model_positions(model_dir)).to_dict()
+            resolved["devices"] = job.hyperparameters.get("devices")  # as asked: the run decides the rest
         except Exception:
             log.warning("job %s: could not resolve hyperparameters early", job.id, exc_info=True)
             return
