@@ -1,7 +1,7 @@
 """Encoder fine-tuning choices judged by the accuracy they give: paired runs on real datasets.
 
     .venv/bin/python -m benchmarks.bench_encoder_choices [--choice attention-dropout|hidden-dropout|word-embeddings|
-                                                          min-steps|head-rate] [--datasets airline sst2 ...]
+                                                          min-steps|probe-c] [--datasets airline sst2 ...]
                                                          [--seeds 0 1 2] [--values 100 250 ...] [--min-steps N]
                                                          [--multiplier M]
 
@@ -9,8 +9,8 @@ Each choice is a module-level setting of the training engine, with two or more a
 the attention weights as MiniLM's config asks, or none (`encoder_head.ATTENTION_DROPOUT`); `hidden-dropout` likewise for
 the hidden states (`encoder_head.HIDDEN_DROPOUT`); `word-embeddings` trains the word embedding matrix or freezes it
 (`encoder_head.TRAIN_WORD_EMBEDDINGS`); `min-steps` is the number of optimizer steps an encoder's `auto` epochs add up
-to at least (`auto.MIN_ENCODER_STEPS`); `head-rate` is the least learning rate of the new classification head, as a
-multiple of the encoders' base rate (`encoder_head.NEW_HEAD_LR_SCALE`; here for any number of labels). For these two
+to at least (`auto.MIN_ENCODER_STEPS`); `probe-c` is the inverse regularisation of the logistic regression the head
+starts from (`encoder_head.PROBE_C`). For these two
 `--values` picks the arms; `--min-steps` sets `auto.MIN_ENCODER_STEPS` for every arm of the other choices. Each dataset
 is fine-tuned with `run_training` (the engine the worker calls, `auto` hyperparameters; `--multiplier` sets
 `learning_rate_multiplier` for every arm) once per seed and arm, the arms back to back with the same seed, so runs of
@@ -72,10 +72,9 @@ CHOICES = {
     "word-embeddings": Choice("encoder_head", "TRAIN_WORD_EMBEDDINGS", {"trained": True, "frozen": False}),
     "hidden-dropout": Choice("encoder_head", "HIDDEN_DROPOUT", {"0.1 (MiniLM's)": None, "0": 0.0}),
     "min-steps": Choice("auto", "MIN_ENCODER_STEPS", {"100": 100, "250": 250, "400": 400}),
-    # The engine gives the head its own rate from `MANY_LABELS` labels on; the study does for any number.
-    "head-rate": Choice("encoder_head", "NEW_HEAD_LR_SCALE", {"1": 1.0, "30": 30.0}, {"MANY_LABELS": 0}),
+    "probe-c": Choice("encoder_head", "PROBE_C", {"1": 1.0, "10": 10.0, "100": 100.0}),
 }
-NUMERIC: dict[str, Callable[[float], Any]] = {"min-steps": int, "head-rate": float}
+NUMERIC: dict[str, Callable[[float], Any]] = {"min-steps": int, "probe-c": float}
 """The choices whose arms `--values` can set, and the type of their setting."""
 
 
@@ -221,7 +220,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--choice", nargs="*", default=list(CHOICES), choices=list(CHOICES))
     parser.add_argument("--datasets", nargs="*", default=STUDY, choices=list(LOADERS))
     parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
-    parser.add_argument("--values", nargs="*", type=float, help="min-steps, head-rate: the values to compare")
+    parser.add_argument("--values", nargs="*", type=float, help="min-steps, probe-c: the values to compare")
     parser.add_argument("--min-steps", type=int, help="the other choices: auto.MIN_ENCODER_STEPS for every arm")
     parser.add_argument("--multiplier", type=float, help="learning_rate_multiplier for every run [auto]")
     args = parser.parse_args([] if argv is None else argv)  # `python -m benchmarks NAME` keeps its own argv

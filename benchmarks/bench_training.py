@@ -10,9 +10,9 @@ examples truncated to exactly 128 tokens, the encoder rows batches of 32 at 64 t
 engine's own (`localft.training.lora_causal` / `encoder_head` + the shared loop's AdamW). The "compiled layers" rows
 run the layers through torch.compile, as the engine does for long LLM runs (`localft.training.compilation`); the "first
 2 steps" column shows what compiling costs (inductor's cache is .localft-test-cache/compiled: delete it for a cold
-start). The "full logits", "fp32", "SDPA attention", "peft's adapter input casts" and "every position in the last
-layer" rows switch off one of the CPU speed-ups for comparison (`localft.training.kernels`,
-`lora_causal.skip_adapter_input_casts`, `encoder_head.first_token_only`); `--rounds 2` alternates the chosen rows
+start). The "full logits", "fp32", "SDPA attention" and "peft's adapter input casts" rows switch off one of the CPU
+speed-ups for comparison (`localft.training.kernels`, `lora_causal.skip_adapter_input_casts`); `--rounds 2` alternates
+the chosen rows
 twice, each in its own process. `--alternate SWITCH` instead switches one speed-up off and on again on one learner
 in one process, `--rounds` times (default 6): the fairest A/B on a noisy machine. `--real-runs N` instead trains
 whole runs (`run_training`, N Jigsaw comments of real lengths, one epoch) eager and compiled with an empty and a warm
@@ -61,8 +61,6 @@ class Config(NamedTuple):
     """Logits only on answer positions (LLMs)."""
     kernels: bool = True
     """localft.training.kernels: eager attention for short passes, the fast dropout mask."""
-    first_token: bool = True
-    """Encoders: the last layer computed at the first token only (`encoder_head.first_token_only`)."""
     adapter_casts: bool = False
     """LLMs: peft's cast of each LoRA layer's input to fp32 left on (`lora_causal.skip_adapter_input_casts`)."""
     compiled: bool = False
@@ -94,7 +92,6 @@ CONFIGS: list[Config] = [
     Config("minilm-l6", "minilm-l6"),
     Config("minilm-l6, glibc's default reuse of freed memory", "minilm-l6", reuse_memory=False),
     Config("minilm-l6, SDPA attention + torch dropout", "minilm-l6", kernels=False),
-    Config("minilm-l6, every position in the last layer", "minilm-l6", first_token=False),
     Config("minilm-l6, the model's attention dropout (0.1)", "minilm-l6", own_attention_dropout=True),
     Config("minilm-l6, the model's hidden-state dropout (0.1)", "minilm-l6", own_hidden_dropout=True),
 ]
@@ -153,7 +150,6 @@ def _prepare(config: Config, steps: int, threads: int) -> _Setup:
         from localft.base_models import reuse_freed_memory
 
         reuse_freed_memory()
-    import localft.training.encoder_head as encoder_module
     import localft.training.loop as loop_module
     import localft.training.lora_causal as causal_module
     from localft.base_models import local_model_dir, model_family
@@ -164,8 +160,6 @@ def _prepare(config: Config, steps: int, threads: int) -> _Setup:
     base = config.base
     if not config.bf16:  # autocast() and the learner read these at call time
         loop_module.bf16_available = causal_module.bf16_available = lambda device: False
-    if not config.first_token:
-        encoder_module.first_token_only = lambda model: False
     model_dir = local_model_dir(base, CACHE)
     family = model_family(base, model_dir)
     tokenizer = _load_tokenizer(model_dir)

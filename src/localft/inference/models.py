@@ -17,20 +17,23 @@ import hashlib
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from localft.base_models import get_spec, local_model_dir
+from localft.base_models.prompt_shape import PromptShape
 from localft.base_models.templates import TemplateKind, end_of_turn, template_kind
+from localft.classifier import Member, PooledClassifier
+from localft.classifier.model import encoder_source, load_encoder_features
 from localft.errors import ModelError
 from localft.inference import precision
 from localft.inference.types import ModelArtifact
 from localft.settings import Int8Policy
 from localft.training.checkpoint import CheckpointMeta, read_checkpoint
 
-Family = Literal["causal_lm", "encoder"]
+Family = Literal["causal_lm", "encoder", "classifier"]
 DEFAULT_MAX_MEMORY_BYTES = 8 * 1024**3
 MAX_COUNTED_ANSWERS = 4096
 """Answer texts whose token counts a model remembers (label sets are small; free text rarely repeats)."""
@@ -51,6 +54,10 @@ class ModelInfo:
     prefixes of others (`cited` / `cited by`) stay distinguishable."""
     checkpoint: Path | None = None
     meta: CheckpointMeta | None = None
+    shape: PromptShape | None = None
+    """What the training prompts shared, for classifiers that read requests back to it (`base_models.prompt_shape`)."""
+    encoder_dirs: dict[str, Path] = field(default_factory=dict)
+    """A pooled classifier's encoder members: member folder -> where its weights and tokenizer are."""
     _tokenizer_lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
     _counts: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
 
@@ -91,8 +98,11 @@ def describe(artifact: ModelArtifact, cache_dir: Path) -> ModelInfo:
     """Resolve an artifact to its base folder, family, tokenizer and checkpoint description (no weights)."""
     from transformers import AutoTokenizer
 
-    base_dir = local_model_dir(artifact.base_model, cache_dir)
     meta = read_checkpoint(artifact.checkpoint) if artifact.checkpoint is not None else None
+    if meta is not None and meta.family == "classifier":
+        assert artifact.checkpoint is not None
+        return _describe_classifier(artifact.checkpoint, meta, cache_dir)
+    base_dir = local_model_dir(artifact.base_model, cache_dir)
     spec = get_spec(artifact.base_model)
     family: Family = meta.family if meta else (spec.family if spec else _family_of_folder(base_dir))
     tok_dir = artifact.checkpoint / "tokenizer" if artifact.checkpoint is not None else None
@@ -109,7 +119,42 @@ def describe(artifact: ModelArtifact, cache_dir: Path) -> ModelInfo:
         terminator=terminator,
         checkpoint=artifact.checkpoint,
         meta=meta,
+        shape=PromptShape.from_dict(meta.prompt_shape) if meta else None,
     )
+
+
+def _describe_classifier(checkpoint: Path, meta: CheckpointMeta, cache_dir: Path) -> ModelInfo:
+    """A pooled classifier: no single base model; its encoder members' folders are resolved here, once."""
+    from transformers import AutoTokenizer
+
+    members = [Member.from_dict(raw) for raw in meta.members]
+    encoder_dirs = {
+        m.folder: encoder_source(checkpoint, m, local_model_dir(m.base_model, cache_dir) if not m.tuned else checkpoint)
+        for m in members
+        if m.kind == "encoder"
+    }
+    first = next(iter(encoder_dirs.values()), None)
+    return ModelInfo(
+        key=str(checkpoint.resolve()),
+        family="classifier",
+        base_dir=first or checkpoint,
+        tokenizer=AutoTokenizer.from_pretrained(first) if first else WordCounter(),
+        template="model",
+        terminator="",
+        checkpoint=checkpoint,
+        meta=meta,
+        shape=PromptShape.from_dict(meta.prompt_shape),
+        encoder_dirs=encoder_dirs,
+    )
+
+
+class WordCounter:
+    """Counts words where a classifier has no encoder's tokenizer (TF-IDF alone): usage's `prompt_tokens`."""
+
+    def __call__(self, text: str | list[str], **kwargs: Any) -> dict[str, Any]:
+        texts = [text] if isinstance(text, str) else text
+        ids = [list(range(len(t.split()))) for t in texts]
+        return {"input_ids": ids[0] if isinstance(text, str) else ids}
 
 
 def _folder_bytes(folder: Path) -> int:
@@ -126,6 +171,8 @@ class _Entry:
     """For a causal base: checkpoint key -> bytes of each adapter loaded into it (merged copies included)."""
     merged: dict[str, list[tuple[Any, Any]]] = field(default_factory=dict)
     """Checkpoint key -> (base linear layer, its weight with the adapter merged in) for each layer it adapts."""
+    uses: set[str] = field(default_factory=set)
+    """Keys of shared entries this one runs on (a classifier's frozen encoders)."""
 
 
 class WeightCache:
@@ -187,6 +234,44 @@ class WeightCache:
             entry = self._put(info.key, _Entry(model=model, nbytes=precision.held_bytes(model)))
         return entry.model
 
+    def classifier(self, info: ModelInfo) -> PooledClassifier:
+        """A pooled classifier, loaded on first use; its frozen encoders are shared with other classifiers (an entry
+        each, which takes the classifiers using it along when it is evicted)."""
+        entry = self._get(info.key)
+        if entry is not None:
+            return entry.model  # type: ignore[no-any-return]
+        assert info.meta is not None and info.checkpoint is not None
+        own, shared = 0, set[str]()
+
+        def load_encoder(member: Member, folder: Path) -> Any:
+            nonlocal own
+            source = info.encoder_dirs[member.folder]
+            if member.tuned:
+                features = self._encoder_features(source, member.max_length)
+                own += precision.held_bytes(features.model)
+                return features
+            key = f"frozen:{source.resolve()}:{member.max_length}"
+            frozen = self._get(key)
+            if frozen is None:
+                features = self._encoder_features(source, member.max_length)
+                frozen = _Entry(model=features, nbytes=precision.held_bytes(features.model))
+                self._make_room(frozen.nbytes, keep=shared)
+                self._entries[key] = frozen
+            shared.add(key)
+            return frozen.model
+
+        members = [Member.from_dict(raw) for raw in info.meta.members]
+        model = PooledClassifier.load(info.checkpoint, members, info.meta.multi_label, load_encoder)
+        heads = sum(head.weight.nbytes + head.bias.nbytes for _, _, head in model.members)
+        self._make_room(own + heads, keep=shared)
+        self._entries[info.key] = _Entry(model=model, nbytes=own + heads, uses=shared)
+        return model
+
+    def _encoder_features(self, source: Path, max_length: int) -> Any:
+        features = load_encoder_features(source, self.device, max_length, self._dtype("encoder"))
+        self._quantize(features.model, "encoder")
+        return features
+
     def evict(self, key: str) -> bool:
         """Drop one checkpoint's weights (or a whole base with its adapters); True when something was dropped."""
         if key in self._adapter_owner:
@@ -205,6 +290,8 @@ class WeightCache:
             return False
         for adapter_key in entry.adapters:
             self._adapter_owner.pop(adapter_key, None)
+        for user in [k for k, e in self._entries.items() if key in e.uses]:  # classifiers on a shared encoder
+            self.evict(user)
         return True
 
     def _get(self, key: str) -> _Entry | None:
@@ -213,9 +300,9 @@ class WeightCache:
             self._entries.move_to_end(key)
         return entry
 
-    def _make_room(self, incoming: int, keep: str | None = None) -> None:
+    def _make_room(self, incoming: int, keep: Collection[str] = ()) -> None:
         while self._entries and self.used_bytes + incoming > self.max_bytes:
-            victim = next((k for k in self._entries if k != keep), None)
+            victim = next((k for k in self._entries if k not in keep), None)
             if victim is None:
                 return  # only the model in use is left: it stays even when it alone exceeds the bound
             self.evict(victim)
@@ -256,7 +343,7 @@ class WeightCache:
         if not adapter_dir.is_dir():
             raise ModelError(f"Checkpoint {info.checkpoint} has no adapter/ folder.")
         nbytes = _folder_bytes(adapter_dir)
-        self._make_room(nbytes, keep=base_key)
+        self._make_room(nbytes, keep={base_key})
         name = _adapter_name(info.key)
         if isinstance(entry.model, PeftModel):
             entry.model.load_adapter(str(adapter_dir), adapter_name=name)
@@ -266,7 +353,7 @@ class WeightCache:
         merged = _merged_weights(entry.model, name)
         if merged:
             merged_bytes = sum(weight.numel() * weight.element_size() for _, weight in merged)
-            self._make_room(merged_bytes, keep=base_key)
+            self._make_room(merged_bytes, keep={base_key})
             entry.merged[info.key] = merged
             nbytes += merged_bytes
         entry.adapters[info.key] = nbytes

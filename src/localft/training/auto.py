@@ -1,11 +1,10 @@
 """What `"auto"` means: hyperparameters resolved from the data size and the model family.
 
-- `n_epochs`: OpenAI's rule (`localft.data.budget.auto_n_epochs`: 3 epochs, more for small files, fewer for big
-  ones). Encoders get more where that rule would give them fewer than `MIN_ENCODER_STEPS` optimizer steps, up to 10
-  epochs: a classification head starts from random weights and needs the steps (measured, BENCHMARKS.md "Defaults
-  and why": 100 airline tweets, 3 epochs 67%, 10 epochs 80%; 600-770 examples, 3 epochs against 6-7 (250 steps), 17
-  points more on emotion, 13 on banking77, the same on airline and SST-2). `training_budget` gives validation
-  reports the family's rule, so `localft validate --model` shows the epochs the job will run.
+- `n_epochs`: for LLMs OpenAI's rule (`localft.data.budget.auto_n_epochs`: 3 epochs, more for small files, fewer
+  for big ones). Encoders train as many epochs as add up to `MIN_ENCODER_STEPS` optimizer steps, 1 to 10: their
+  head starts from a linear probe (`training.encoder_head`), so a fixed number of steps tunes it whatever the file's
+  size, and big files need no more than one pass (docs/studies/few-shot-classifiers.md). `training_budget` gives
+  validation reports the family's rule, so `localft validate --model` shows the epochs the job will run.
 - `batch_size`: per family, picked by measurement on this CPU (BENCHMARKS.md, "Defaults"): 8 for causal LMs, 16 for
   encoders; smaller for tiny files so an epoch still makes about ten optimizer steps.
 - `learning_rate_multiplier`: 1.0, which scales the family's base learning rate (LoRA 1e-3, encoder fine-tuning
@@ -40,11 +39,10 @@ FORWARD_OVERHEAD: dict[Family, int] = {"causal_lm": 128, "encoder": 170}
 """A training forward pass's fixed cost in tokens: what splitting a batch by length must save to pay (measured in
 BENCHMARKS.md, "Real-length batches")."""
 MIN_STEPS_PER_EPOCH = 10
-MIN_ENCODER_STEPS = 250
+MIN_ENCODER_STEPS = 80
 """Optimizer steps an encoder's auto epochs add up to at least, within `MAX_ENCODER_EPOCHS_FOR_STEPS`."""
 MAX_ENCODER_EPOCHS_FOR_STEPS = 10
-"""The most epochs `MIN_ENCODER_STEPS` may ask for: small files reach their best in fewer steps (measured: 100
-airline tweets scored the same at 25 epochs as at 10, 120 emotion texts 3 points lower)."""
+"""The most epochs `MIN_ENCODER_STEPS` may ask for: small files reach their best in fewer steps."""
 LORA_RANK = 8
 LORA_ALPHA_PER_RANK = 2.0
 """`lora_alpha: "auto"` is this times the rank: 16 at rank 8, the adapter scale (alpha / rank = 2) the base learning
@@ -82,8 +80,7 @@ def resolve(hparams: Hyperparameters, family: Family, n_examples: int) -> Resolv
         n_epochs = hparams.n_epochs
     elif family == "encoder":
         steps_per_epoch = max(1, -(-n_examples // batch_size))
-        needed = -(-MIN_ENCODER_STEPS // steps_per_epoch)
-        n_epochs = max(auto_n_epochs(n_examples), min(needed, MAX_ENCODER_EPOCHS_FOR_STEPS))
+        n_epochs = max(1, min(-(-MIN_ENCODER_STEPS // steps_per_epoch), MAX_ENCODER_EPOCHS_FOR_STEPS))
     else:
         n_epochs = auto_n_epochs(n_examples)
     multiplier = 1.0 if hparams.learning_rate_multiplier == "auto" else float(hparams.learning_rate_multiplier)
@@ -129,8 +126,7 @@ def training_budget(family: Family | None) -> TrainingBudget:
         return OPENAI_BUDGET
     if family == "encoder":
         return TrainingBudget(
-            f"encoders': OpenAI's, raised to {MIN_ENCODER_STEPS} optimizer steps within "
-            f"{MAX_ENCODER_EPOCHS_FOR_STEPS} epochs",
+            f"encoders': {MIN_ENCODER_STEPS} optimizer steps, within 1-{MAX_ENCODER_EPOCHS_FOR_STEPS} epochs",
             lambda n_examples: resolve(Hyperparameters(), "encoder", n_examples).n_epochs,
             max_length=MAX_LENGTH["encoder"],
             cut="the encoder reads the text's first tokens up to the limit",

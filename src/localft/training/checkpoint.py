@@ -3,7 +3,8 @@
     step-000120/
       localft_checkpoint.json    CheckpointMeta: base model, family, task, labels, step, hparams, metrics
       adapter/                   causal_lm: the LoRA adapter (peft save_pretrained)
-      model/                     encoder: the fine-tuned encoder and its classification head
+      member-0/ ...              classifier: the members of a pooled classifier (localft.classifier.model)
+      model/                     encoder (before pooled classifiers): a sequence-classification model
       tokenizer/                 the tokenizer used in training (so serving never re-resolves it)
       trainer_state.pt           optimizer, scheduler, RNG states, data position (resume only)
 
@@ -27,7 +28,9 @@ from localft.errors import ModelError
 META_FILE = "localft_checkpoint.json"
 FORMAT_VERSION = 1
 
-Family = Literal["causal_lm", "encoder"]
+Family = Literal["causal_lm", "encoder", "classifier"]
+"""What a checkpoint holds: a LoRA adapter, a sequence-classification encoder (written before localft's encoders
+became pooled classifiers, still served), or a pooled classifier."""
 Task = Literal["classification", "generation"]
 
 
@@ -56,6 +59,12 @@ class CheckpointMeta:
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     chat_template: Literal["model", "plain"] = "model"
+    members: list[dict[str, Any]] = field(default_factory=list)
+    """A pooled classifier's members (`localft.classifier.Member.to_dict`)."""
+    prompt_shape: dict[str, Any] | None = None
+    """What the training prompts shared (`base_models.prompt_shape.PromptShape`): requests are read back to it."""
+    selection: dict[str, Any] | None = None
+    """For `model: "auto"` jobs: the candidates scored, their scores and the choice (`training.selection`)."""
     format_version: int = FORMAT_VERSION
 
     def to_dict(self) -> dict[str, Any]:

@@ -133,9 +133,7 @@ class _TrainingPasses:
 
     def __init__(self, forward: Callable[..., Any]) -> None:
         self.eager = forward
-        # Dynamo compiles functions and methods; `encoder_head.first_token_only` installs a callable object.
-        function: Callable[..., Any] = forward if hasattr(forward, "__code__") else forward.__call__  # type: ignore[operator]
-        self.compiled = torch.compile(function, dynamic=True)
+        self.compiled = torch.compile(forward, dynamic=True)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         hidden = args[0] if args else kwargs.get("hidden_states")

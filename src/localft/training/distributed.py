@@ -36,6 +36,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from multiprocessing.connection import Client, Connection, Listener
 from pathlib import Path
+from typing import Any
 
 from localft.devices import for_rank, gpu_count, resolve_device
 from localft.errors import InvalidRequestError, LocalftError, TrainingCancelled, TrainingError, TrainingInterrupted
@@ -47,7 +48,7 @@ PARENT_ADDRESS = "LOCALFT_PARENT_ADDRESS"
 PARENT_KEY = "LOCALFT_PARENT_KEY"
 """The connection's secret (hex): only the processes the caller started can report to it."""
 TRAIN_SPEC = "LOCALFT_TRAIN_SPEC"
-"""The run's `TrainSpec`, pickled and base64-encoded: what every process trains."""
+"""The run's `TrainSpec` and additions, pickled and base64-encoded: what every process trains."""
 START_TIMEOUT_S = 600.0
 """How long the first process may take to report (imports, loading the model) before the run is failed."""
 DEATH_GRACE_S = 3.0
@@ -78,8 +79,11 @@ def processes_for(spec: TrainSpec, device: str) -> int:
 # --- the caller's side -----------------------------------------------------------------------------------------
 
 
-def train_data_parallel(spec: TrainSpec, sink: EventSink, processes: int, device: str) -> TrainResult:
-    """Train `spec` in `processes` data-parallel processes on `device` (see the module docstring)."""
+def train_data_parallel(
+    spec: TrainSpec, sink: EventSink, processes: int, device: str, additions: Any = None
+) -> TrainResult:
+    """Train `spec` in `processes` data-parallel processes on `device` (see the module docstring); `additions` as
+    `run.run_training` takes them."""
     key = secrets.token_bytes(32)
     logs = spec.output_dir / "processes"
     logs.mkdir(parents=True, exist_ok=True)
@@ -93,7 +97,7 @@ def train_data_parallel(spec: TrainSpec, sink: EventSink, processes: int, device
             "LOCAL_WORLD_SIZE": str(processes),
             PARENT_ADDRESS: f"{host}:{port}",
             PARENT_KEY: key.hex(),
-            TRAIN_SPEC: base64.b64encode(pickle.dumps(replace(spec, device=device))).decode(),
+            TRAIN_SPEC: base64.b64encode(pickle.dumps((replace(spec, device=device), additions))).decode(),
         }
         started = [
             subprocess.Popen(
@@ -241,7 +245,7 @@ class QuietSink:
         return False
 
 
-def train_rank(spec: TrainSpec, report: Callable[[], EventSink]) -> TrainResult:
+def train_rank(spec: TrainSpec, report: Callable[[], EventSink], additions: Any = None) -> TrainResult:
     """This process's part of a data-parallel run, in a process group that torchrun's environment describes (joined
     here unless the launcher joined it already); `report` makes the first process's sink."""
     import torch
@@ -263,7 +267,7 @@ def train_rank(spec: TrainSpec, report: Callable[[], EventSink]) -> TrainResult:
         use_threads(max(1, (os.cpu_count() or 1) // local))  # the processes of a machine share its cores
     try:
         sink = report() if dist.get_rank() == 0 else QuietSink()
-        return run_training(replace(spec, device=device), sink, parallel=DataParallel(device))
+        return run_training(replace(spec, device=device), sink, additions, parallel=DataParallel(device))
     finally:
         if joined_here:
             dist.destroy_process_group()
@@ -276,7 +280,7 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
-def report_to(address: str, key: bytes, spec: TrainSpec) -> None:
+def report_to(address: str, key: bytes, spec: TrainSpec, additions: Any = None) -> None:
     """Train this process's part of `spec`; the first process reports to the caller at `address` (`host:port`),
     ending with the run's result or error. Raises what training raised, after reporting it."""
     connection: Connection | None = None
@@ -288,7 +292,7 @@ def report_to(address: str, key: bytes, spec: TrainSpec) -> None:
         return RelaySink(connection)
 
     try:
-        result = train_rank(spec, report)
+        result = train_rank(spec, report, additions)
     except BaseException as exc:
         if connection is not None:
             connection.send(("failed", _picklable(exc)))
@@ -302,9 +306,9 @@ def report_to(address: str, key: bytes, spec: TrainSpec) -> None:
 def main() -> None:
     """The entry point of each process `train_data_parallel` starts."""
     _die_with_parent()
-    spec: TrainSpec = pickle.loads(base64.b64decode(os.environ[TRAIN_SPEC]))
+    spec, additions = pickle.loads(base64.b64decode(os.environ[TRAIN_SPEC]))
     try:
-        report_to(os.environ[PARENT_ADDRESS], bytes.fromhex(os.environ[PARENT_KEY]), spec)
+        report_to(os.environ[PARENT_ADDRESS], bytes.fromhex(os.environ[PARENT_KEY]), spec, additions)
     except TrainingCancelled as exc:
         raise SystemExit(0) from exc
     except BaseException as exc:

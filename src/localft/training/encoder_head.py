@@ -1,9 +1,18 @@
-"""Fine-tuning an encoder (MiniLM, MPNet, any BERT-like folder) with a classification head.
+"""Fine-tuning an encoder (MiniLM, MPNet, any BERT-like folder) as a pooled classifier: LP-FT.
 
-The input is the text of the user messages (`base_models.templates.encoder_text`, as inference reads a request);
-the labels come from the assistant answers. Single-label tasks use softmax and cross-entropy, multi-label tasks a
-sigmoid per label with binary cross-entropy and a per-label decision threshold, tuned on the validation set when
-there is one (else 0.5). Class weights (inverse frequency) counter imbalance when asked for.
+The classifier reads the mean-pooled, L2-normalised token states (what sentence encoders were trained to produce)
+through a linear head (`localft.classifier`). The head starts as a logistic regression fitted on the frozen
+encoder's features (a linear probe), then encoder and head are tuned together: "LP-FT" (Kumar et al. 2022), which
+keeps the pretrained features from being distorted by the gradients of a random head, and starts from the
+frozen-embedding baseline rather than below it.
+
+The input is the varying part of the user messages (`base_models.prompt_shape`, as inference reads a request); the
+labels come from the assistant answers. Single-label tasks use softmax and cross-entropy, multi-label tasks a sigmoid
+per label with binary cross-entropy and a per-label decision threshold, tuned on the validation set when there is one
+(else 0.5, or what the caller set). Class weights (inverse frequency) counter imbalance when asked for.
+
+A checkpoint holds the tuned encoder as member 0 of a pooled classifier; fixed members (`Companion`: frozen encoders
+or TF-IDF with fitted heads) may join it, and then validation scores, and the checkpoint serves, their average.
 """
 
 from __future__ import annotations
@@ -14,16 +23,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from localft.base_models.templates import encoder_text
-from localft.devices import to_device
+from localft.base_models.prompt_shape import PromptShape
+from localft.classifier.features import EncoderFeatures, TfidfFeatures
+from localft.classifier.head import LinearHead, fit_head
+from localft.classifier.model import ENCODER_FOLDER, Member, save_member
 from localft.eval.metrics import classification_metrics, multilabel_metrics
-from localft.training.auto import BASE_LEARNING_RATE
 from localft.training.dataset import ChatExample
 from localft.training.kernels import attention_for_width, use_fast_dropout
-from localft.training.loop import BatchLoss, Evaluation, ParameterGroup, autocast
+from localft.training.loop import BatchLoss, Evaluation, ParameterGroup
 from localft.training.task import TaskInfo
 
 THRESHOLD_GRID = [i / 20 for i in range(1, 20)]
@@ -32,45 +43,43 @@ MIN_F1_GAIN = 0.1
 """How much better than labelling every example positive a tuned threshold's validation F1 must be."""
 ATTENTION_DROPOUT: float | None = 0.0
 """Dropout on the attention weights while fine-tuning, in place of the model's own (0.1 for MiniLM and MPNet), or
-None to keep the model's. 0 by measurement: steps 1.08-1.25x faster for MiniLM and no accuracy lost on five datasets
-(BENCHMARKS.md, "Defaults and why")."""
+None to keep the model's. 0 by measurement: faster steps and no accuracy lost (docs/studies)."""
 ATTENTION_DROPOUT_FIELDS = ("attention_probs_dropout_prob", "attention_dropout")
 """Where BERT-like configs (BERT, RoBERTa, MPNet, DeBERTa; DistilBERT, ModernBERT) keep their attention dropout."""
 HIDDEN_DROPOUT: float | None = 0.0
-"""Dropout on the hidden states (after the embeddings, each attention output and feed-forward block, and before the
-classifier where the config sets no dropout of its own), in place of the model's own (0.1 for MiniLM and MPNet), or
-None to keep the model's. 0 by measurement: in a paired study on five datasets, three seeds each, MiniLM without it
-scored 6.7 points higher on emotion and on banking77 (every pair higher) and the same on the other three, and its
-steps ran 1.02-1.13x faster (BENCHMARKS.md, "Defaults and why")."""
+"""Dropout on the hidden states, in place of the model's own (0.1 for MiniLM and MPNet), or None to keep the
+model's. 0 by measurement: higher scores on emotion and banking77 and faster steps (docs/studies)."""
 HIDDEN_DROPOUT_FIELDS = ("hidden_dropout_prob", "dropout")
 """Where BERT-like configs (BERT, RoBERTa, MPNet, DeBERTa; DistilBERT) keep their hidden-state dropout."""
 TRAIN_WORD_EMBEDDINGS = True
-"""Whether fine-tuning updates the word embedding matrix (MiniLM: 11.7M of its 22.7M weights) or leaves it frozen.
-Frozen, MiniLM's steps ran 1.15x faster, but scores fell on four of five datasets, by up to half a point on average
-(banking77, Jigsaw): trained by measurement (BENCHMARKS.md, "Defaults and why")."""
-NEW_HEAD_LR_SCALE = 30.0
-"""The least learning rate of the weights the base model does not have (its new classification head), as a multiple
-of the encoders' base rate (`auto.BASE_LEARNING_RATE`: 30 x 1e-4 = 3e-3), for tasks with at least `MANY_LABELS`
-labels; the head learns at the job's rate where that is higher. With many labels, a head that starts from random
-weights at the encoder's careful 1e-4 is what holds a run back: in paired runs (BENCHMARKS.md, "Defaults and why")
-30x raised banking77 (77 intents) by 11 points and CLINC150 (150) by 7, while on sets of 2 to 6 labels it was level or
-cost up to 2 points. It does not scale with the user's `learning_rate_multiplier`: on banking77 at multiplier 0.3,
-a head at 3e-3 scored 19 points above one scaled down with the rest, and at multiplier 3 it was level with one
-scaled up."""
-MANY_LABELS = 20
-"""Labels from which the new head gets its own rate. Measured were 2-7 labels and 77-150; 20 lies between."""
+"""Whether fine-tuning updates the word embedding matrix (MiniLM: half its weights) or leaves it frozen. Trained by
+measurement: frozen, scores fell on four of five datasets (docs/studies)."""
+PROBE_C = 10.0
+"""Inverse regularisation strength of the logistic regression the head starts from (`classifier.head.fit_head`)."""
+MEMBER = "member-0"
+"""The tuned encoder's folder in a checkpoint (`localft.classifier.model`)."""
 
 
 @dataclass(frozen=True)
 class EncoderItem:
-    """One example: token ids and its gold label index (single-label) or label indicator row (multi-label)."""
+    """One example: its text, token ids and gold label index (single-label) or label indicator row (multi-label)."""
 
+    text: str
     input_ids: list[int]
     target: tuple[int, ...]
 
 
+@dataclass
+class Companion:
+    """A fixed member of the classifier beside the tuned encoder: its features and fitted head (not trained here)."""
+
+    member: Member
+    features: EncoderFeatures | TfidfFeatures
+    head: LinearHead
+
+
 class EncoderLearner:
-    """An encoder with a sequence-classification head; implements `loop.Learner`."""
+    """A mean-pooled encoder with a linear head (LP-FT); implements `loop.Learner`."""
 
     def __init__(
         self,
@@ -80,50 +89,47 @@ class EncoderLearner:
         device: str,
         max_length: int,
         class_weights: bool = False,
+        base_model: str = "",
+        shape: PromptShape | None = None,
     ) -> None:
-        from transformers import AutoConfig, AutoModelForSequenceClassification
+        from transformers import AutoConfig, AutoModel
 
-        self.tokenizer = tokenizer
         self.task = task
         self.device = device
         self.max_length = max_length
+        self.base_model = base_model or str(model_dir)
+        self.shape = shape or PromptShape()
         self.compiled_layers = False
         """Set once `training.compilation` compiled the model's layers: training passes pick attention for them."""
         self.labels = list(task.labels)
         self.thresholds = [0.5] * len(self.labels) if task.multi_label else []
-        config = AutoConfig.from_pretrained(
-            model_dir,
-            num_labels=len(self.labels),
-            id2label=dict(enumerate(self.labels)),
-            label2id={label: i for i, label in enumerate(self.labels)},
-            problem_type="multi_label_classification" if task.multi_label else "single_label_classification",
-        )
+        config = AutoConfig.from_pretrained(model_dir)
         for fields, chosen in ((ATTENTION_DROPOUT_FIELDS, ATTENTION_DROPOUT), (HIDDEN_DROPOUT_FIELDS, HIDDEN_DROPOUT)):
             for field in fields if chosen is not None else ():
                 if isinstance(getattr(config, field, None), (int, float)):
                     setattr(config, field, chosen)
-        self.model: Any
-        self.model, loading = AutoModelForSequenceClassification.from_pretrained(
-            model_dir, config=config, dtype=torch.float32, output_loading_info=True
-        )
+        self.model: Any = AutoModel.from_pretrained(model_dir, config=config, dtype=torch.float32)
         self.model.to(device)
-        self.new_parameters = set(loading["missing_keys"])
-        """Names of the parameters the base model lacked (initialised at random): the classification head, unless
-        the base model already was a classifier with these labels."""
         if not TRAIN_WORD_EMBEDDINGS:
             self.model.get_input_embeddings().weight.requires_grad_(False)
         use_fast_dropout(self.model)
-        first_token_only(self.model)
+        self.features = EncoderFeatures(self.model, tokenizer, device, max_length)
+        self.head = torch.nn.Linear(self.features.dim, len(self.labels)).to(device)
+        torch.nn.init.zeros_(self.head.weight)
+        torch.nn.init.zeros_(self.head.bias)
+        self.companions: list[Companion] = []
+        self._companion_probs: dict[str, np.ndarray] = {}
         self.class_weights = class_weights
         self._weights: torch.Tensor | None = None
-        self._pad_id = tokenizer.pad_token_id or 0
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.features.tokenizer
 
     def make_items(self, examples: Sequence[ChatExample]) -> list[EncoderItem]:
-        if not examples:  # no validation file: the tokenizer rejects an empty batch
-            return []
-        texts = [encoder_text(ex.context) for ex in examples]
-        ids = self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
-        return [EncoderItem(list(i), self._target(ex.answer)) for i, ex in zip(ids, examples, strict=True)]
+        texts = [self.shape.payload(ex.context) for ex in examples]
+        ids = self.features.token_ids(texts)
+        return [EncoderItem(t, i, self._target(ex.answer)) for t, i, ex in zip(texts, ids, examples, strict=True)]
 
     def _target(self, answer: str) -> tuple[int, ...]:
         if self.task.multi_label:
@@ -131,6 +137,27 @@ class EncoderLearner:
             return tuple(int(label in named) for label in self.labels)
         label = self.task.label_of(answer).strip()
         return (self.labels.index(label) if label in self.labels else -1,)
+
+    def start_head(self, items: Sequence[EncoderItem]) -> None:
+        """The linear probe: the head starts as a logistic regression on the frozen encoder's features."""
+        known = [it for it in items if it.target[0] >= 0 or self.task.multi_label]
+        if not known:
+            return
+        features = self.features.embed_ids([it.input_ids for it in known])
+        probe = fit_head(features, self._targets_array(known), len(self.labels), self.task.multi_label, PROBE_C)
+        with torch.no_grad():
+            self.head.weight.copy_(torch.from_numpy(probe.weight))
+            self.head.bias.copy_(torch.from_numpy(probe.bias))
+
+    def _targets_array(self, items: Sequence[EncoderItem]) -> np.ndarray:
+        if self.task.multi_label:
+            return np.array([it.target for it in items], dtype=np.int64)
+        return np.array([it.target[0] for it in items], dtype=np.int64)
+
+    def add_companions(self, companions: Sequence[Companion]) -> None:
+        """Fixed members served beside the tuned encoder; validation scores the average of all."""
+        self.companions = list(companions)
+        self._companion_probs.clear()
 
     def fit_class_weights(self, items: Sequence[EncoderItem]) -> None:
         """Inverse-frequency weights (mean 1) for single-label; positive-class weights for multi-label."""
@@ -149,15 +176,9 @@ class EncoderLearner:
     # --- loop.Learner ------------------------------------------------------------------------------------------
 
     def parameter_groups(self) -> list[ParameterGroup]:
-        pretrained: list[torch.nn.Parameter] = []
-        new: list[torch.nn.Parameter] = []
-        for name, parameter in self.model.named_parameters():
-            if parameter.requires_grad:
-                (new if name in self.new_parameters else pretrained).append(parameter)
-        if len(self.labels) < MANY_LABELS or not new:
-            return [ParameterGroup(pretrained + new)]
-        head_rate = NEW_HEAD_LR_SCALE * BASE_LEARNING_RATE["encoder"]
-        return [ParameterGroup(pretrained), ParameterGroup(new, head_rate, "the new classification head")]
+        # One rate for all: the head starts from the probe, already in place, so it needs no faster rate of its own.
+        body = [p for p in self.model.parameters() if p.requires_grad]
+        return [ParameterGroup(body + list(self.head.parameters()))]
 
     def targets(self, item: EncoderItem) -> int:
         return 1
@@ -167,18 +188,13 @@ class EncoderLearner:
 
     def set_training(self, training: bool) -> None:
         self.model.train(training)
+        self.head.train(training)
 
     def _logits(self, items: Sequence[EncoderItem]) -> torch.Tensor:
         width = max(len(it.input_ids) for it in items)
-        ids = torch.full((len(items), width), self._pad_id, dtype=torch.long)
-        mask = torch.zeros((len(items), width), dtype=torch.long)
-        for r, it in enumerate(items):
-            ids[r, : len(it.input_ids)] = torch.tensor(it.input_ids)
-            mask[r, : len(it.input_ids)] = 1
-        with autocast(self.device), attention_for_width(self.model, width, compiled=self.compiled_layers):
-            logits: torch.Tensor = self.model(
-                input_ids=to_device(ids, self.device), attention_mask=to_device(mask, self.device)
-            ).logits
+        with attention_for_width(self.model, width, compiled=self.compiled_layers):
+            pooled = self.features.pooled([it.input_ids for it in items])
+        logits: torch.Tensor = self.head(pooled)
         return logits.float()
 
     def loss(self, items: Sequence[EncoderItem]) -> BatchLoss:
@@ -210,17 +226,40 @@ class EncoderLearner:
                 part = items[start : start + 64]
                 chunks.append(self._logits(part))
                 loss += float(self._loss(chunks[-1], part).loss_sum)
-        # Thresholds and metrics are computed where the gold labels are, on the CPU: a model on a GPU hands over its
-        # logits once here, rather than every comparison meeting a CPU tensor (a device error at the first epoch end).
-        logits = torch.cat(chunks).cpu()
+        probs = self._served_probabilities(torch.cat(chunks).cpu().numpy(), items)
         if self.task.multi_label and classify:
-            self.thresholds = tune_thresholds(torch.sigmoid(logits), [it.target for it in items])
-        accuracy, metrics = self._metrics(logits, items)
+            self.thresholds = tune_thresholds(torch.from_numpy(probs), [it.target for it in items])
+        accuracy, metrics = self._metrics(probs, items)
         return Evaluation(loss=loss / max(len(items), 1), token_accuracy=accuracy, classification=metrics)
 
-    def _metrics(self, logits: torch.Tensor, items: Sequence[EncoderItem]) -> tuple[float, dict[str, float]]:
+    def probabilities(self, items: Sequence[EncoderItem]) -> np.ndarray:
+        """What the checkpoint would answer for each item, in the items' order (items x labels)."""
+        self.set_training(False)
+        order = sorted(range(len(items)), key=lambda i: self.tokens(items[i]))
+        logits = np.zeros((len(items), len(self.labels)), dtype=np.float32)
+        with torch.inference_mode():
+            for start in range(0, len(order), 64):
+                part = order[start : start + 64]
+                logits[part] = self._logits([items[i] for i in part]).cpu().numpy()
+        return self._served_probabilities(logits, items)
+
+    def _served_probabilities(self, logits: np.ndarray, items: Sequence[EncoderItem]) -> np.ndarray:
+        """What the checkpoint answers with: the tuned head's probabilities, averaged with the companions'."""
+        from localft.classifier.head import probabilities
+
+        probs = probabilities(logits, self.task.multi_label)
+        if not self.companions:
+            return probs
+        missing = [it.text for it in items if it.text not in self._companion_probs]
+        if missing:
+            fixed = sum(c.member.weight * c.head.probabilities(c.features.embed(missing)) for c in self.companions)
+            self._companion_probs.update(zip(missing, np.asarray(fixed), strict=True))
+        total = 1.0 + sum(c.member.weight for c in self.companions)
+        return np.asarray((probs + np.stack([self._companion_probs[it.text] for it in items])) / total)
+
+    def _metrics(self, probs: np.ndarray, items: Sequence[EncoderItem]) -> tuple[float, dict[str, float]]:
         if self.task.multi_label:
-            decided = (torch.sigmoid(logits) > torch.tensor(self.thresholds)).tolist()
+            decided = (probs > np.asarray(self.thresholds)).tolist()
             pred = [[lab for lab, on in zip(self.labels, row, strict=True) if on] for row in decided]
             gold = [[lab for lab, on in zip(self.labels, it.target, strict=True) if on] for it in items]
             multi = multilabel_metrics(gold, pred, self.labels)
@@ -232,7 +271,7 @@ class EncoderLearner:
         known = [i for i, it in enumerate(items) if it.target[0] >= 0]  # answers outside the training labels
         if not known:
             return 0.0, {}
-        pred_idx = logits.argmax(-1).tolist()
+        pred_idx = probs.argmax(-1).tolist()
         single = classification_metrics(
             [self.labels[items[i].target[0]] for i in known], [self.labels[pred_idx[i]] for i in known], self.labels
         )
@@ -242,69 +281,30 @@ class EncoderLearner:
             "weighted_f1": single.weighted_f1,
         }
 
+    def members(self) -> list[Member]:
+        """The checkpoint's members: the tuned encoder, then the companions."""
+        tuned = Member("encoder", MEMBER, base_model=self.base_model, tuned=True, max_length=self.max_length)
+        return [tuned, *(c.member for c in self.companions)]
+
     def save(self, folder: Path) -> None:
-        self.model.save_pretrained(folder / "model")
-        self.tokenizer.save_pretrained(folder / "tokenizer")
+        head = LinearHead(
+            self.head.weight.detach().cpu().float().numpy(),
+            self.head.bias.detach().cpu().float().numpy(),
+            self.task.multi_label,
+        )
+        save_member(folder, self.members()[0], head, self.features)
+        for companion in self.companions:
+            save_member(folder, companion.member, companion.head, companion.features)
 
     def load(self, folder: Path) -> None:
         from safetensors.torch import load_file
 
-        self.model.load_state_dict(load_file(folder / "model" / "model.safetensors", device=self.device))
-
-
-def first_token_only(model: Any) -> bool:
-    """Make a BERT sequence classifier's last layer compute its output at the first token only.
-
-    The classifier reads the last layer at `[CLS]` alone (the pooler takes position 0). That layer still needs keys
-    and values of every token, but its query, attention output and feed-forward block only at position 0: for
-    MiniLM's 6 layers at 64 tokens, that skips about 13% of the FLOPs of a step's matrix multiplies. Returns whether
-    the model is of that shape (other architectures keep their own forward)."""
-    from transformers.models.bert.modeling_bert import BertForSequenceClassification, BertLayer
-
-    if type(model) is not BertForSequenceClassification or model.bert.pooler is None:
-        return False
-    last = model.bert.encoder.layer[-1]
-    if type(last) is not BertLayer or last.attention.is_cross_attention or last.is_decoder:
-        return False
-    last.forward = _FirstTokenLayer(last)
-    return True
-
-
-class _FirstTokenLayer:
-    """`BertLayer.forward` with queries, attention output and feed-forward at position 0 only."""
-
-    def __init__(self, layer: Any) -> None:
-        self.layer = layer
-
-    def __call__(
-        self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, *args: Any, **kwargs: Any
-    ) -> Any:  # the rest (cross-attention, cache) serves decoders, which `first_token_only` leaves alone
-        from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-        from transformers.models.bert.modeling_bert import eager_attention_forward
-
-        attention = self.layer.attention.self
-        batch, length, _ = hidden_states.shape
-        first = hidden_states[:, :1]
-
-        def heads(x: torch.Tensor, n: int) -> torch.Tensor:
-            return x.view(batch, n, -1, attention.attention_head_size).transpose(1, 2)
-
-        query = heads(attention.query(first), 1)
-        key, value = heads(attention.key(hidden_states), length), heads(attention.value(hidden_states), length)
-        if attention_mask is not None and attention_mask.dim() == 4:
-            attention_mask = attention_mask[:, :, :1]  # the query row of position 0
-        attend = ALL_ATTENTION_FUNCTIONS.get_interface(attention.config._attn_implementation, eager_attention_forward)
-        context, _ = attend(
-            attention,
-            query,
-            key,
-            value,
-            attention_mask,
-            dropout=attention.dropout.p if attention.training else 0.0,
-            scaling=attention.scaling,
-        )
-        attended = self.layer.attention.output(context.reshape(batch, 1, -1), first)
-        return self.layer.feed_forward_chunk(attended)
+        where = folder / MEMBER
+        self.model.load_state_dict(load_file(where / ENCODER_FOLDER / "model.safetensors", device=self.device))
+        head = LinearHead.load(where)
+        with torch.no_grad():
+            self.head.weight.copy_(torch.from_numpy(head.weight))
+            self.head.bias.copy_(torch.from_numpy(head.bias))
 
 
 def tune_thresholds(probs: torch.Tensor, targets: Sequence[tuple[int, ...]]) -> list[float]:

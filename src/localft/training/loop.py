@@ -21,7 +21,7 @@ import torch
 from localft.base_models import native_bf16
 from localft.base_models.grouping import group_by_length
 from localft.devices import device_type
-from localft.errors import TrainingCancelled, TrainingError
+from localft.errors import TrainingCancelled
 from localft.training.checkpoint import (
     CheckpointMeta,
     commit,
@@ -187,35 +187,10 @@ class TrainLoop:
         (a progress save's position is mid-epoch: `run` skips the batches already trained)."""
         self.learner.load(folder)
         state = torch.load(folder / STATE_FILE, weights_only=False)
-        saved_sizes = [len(group["params"]) for group in state["optimizer"]["param_groups"]]
-        if saved_sizes == [len(group["params"]) for group in self.optimizer.param_groups]:
-            self.optimizer.load_state_dict(state["optimizer"])
-            self.scheduler.load_state_dict(state["scheduler"])
-        else:
-            self._regroup(state["optimizer"], state["scheduler"]["last_epoch"], folder)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"])
         self.progress = _Progress(step=state["step"], epoch=state["epoch"], trained_tokens=state["trained_tokens"])
-
-    def _regroup(self, saved: dict[str, Any], last_step: int, folder: Path) -> None:
-        """Load optimizer state saved with other parameter groups than the learner makes now: a checkpoint from
-        before an upgrade gave a new head its own rate (one group then, two now). The saved moments follow the
-        parameters in the learner's order either way, so they are matched by position (their shapes are checked);
-        each group's rate is today's, at the schedule's point."""
-        flat = [saved["state"].get(index) for group in saved["param_groups"] for index in group["params"]]
-        shapes_match = len(flat) == len(self.parameters) and all(
-            moments is None or moments["exp_avg"].shape == param.shape
-            for moments, param in zip(flat, self.parameters, strict=False)
-        )
-        if not shapes_match:
-            raise TrainingError(f"{folder}: its optimizer state does not match the trainable parameters of this model")
-        current = self.optimizer.state_dict()
-        positions = [index for group in current["param_groups"] for index in group["params"]]
-        current["state"] = {pos: moments for pos, moments in zip(positions, flat, strict=True) if moments is not None}
-        self.optimizer.load_state_dict(current)
-        self.scheduler.last_epoch = last_step
-        for group, factor in zip(self.optimizer.param_groups, self.scheduler.lr_lambdas, strict=True):
-            group["lr"] = group["initial_lr"] * factor(last_step)
-        self.scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]  # what get_last_lr() reads
 
     def run(self) -> Path | None:
         last: Path | None = None

@@ -8,13 +8,15 @@ store; the worker, the CLI and tests each bring their own sink.
 from __future__ import annotations
 
 import random
-from dataclasses import replace
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from localft.base_models import (
+    AUTO,
     apply_threads,
     local_model_dir,
     model_family,
@@ -23,6 +25,7 @@ from localft.base_models import (
     resolve_device,
     reuse_freed_memory,
 )
+from localft.base_models.prompt_shape import PromptShape
 from localft.base_models.templates import TemplateKind, template_kind
 from localft.devices import device_type, free_memory, use_fast_matmul
 from localft.errors import DataValidationError, ModelError
@@ -32,6 +35,7 @@ from localft.training.checkpoint import CheckpointMeta, read_checkpoint
 from localft.training.compilation import compile_layers, compiled_before, remember_compiled, should_compile
 from localft.training.dataset import ChatEncoder, ChatExample, read_examples
 from localft.training.distributed import processes_for, train_data_parallel
+from localft.training.encoder_head import Companion, EncoderLearner
 from localft.training.interfaces import EventSink, TrainResult, TrainSpec
 from localft.training.loop import Learner, Plan, TrainLoop, bf16_available
 from localft.training.memory import plan_memory, use_gradient_checkpointing
@@ -42,30 +46,98 @@ MAX_FULL_VALIDATION = 500
 """Validation examples scored at each epoch end (a sample of bigger files: scoring labels costs a forward each)."""
 
 
-def run_training(spec: TrainSpec, sink: EventSink, parallel: Collective | None = None) -> TrainResult:
+@dataclass(frozen=True)
+class Additions:
+    """What `auto` (`training.selection`) adds to the run of the encoder it chose."""
+
+    companions: Sequence[Companion] = ()
+    """Fixed members served beside the tuned encoder."""
+    thresholds: Sequence[float] = ()
+    """Multi-label thresholds from cross-validation (a validation file's tuning replaces them)."""
+    selection: dict[str, Any] | None = None
+    """The candidates' table and the choice, kept in every checkpoint."""
+
+
+@dataclass
+class _Prepared:
+    learner: Learner
+    loop: TrainLoop
+    hp: Resolved
+    resume_from: Path | None
+    compiled: bool
+
+
+def run_training(
+    spec: TrainSpec, sink: EventSink, additions: Additions | None = None, parallel: Collective | None = None
+) -> TrainResult:
     """Fine-tune `spec.base_model` on `spec.training_file`; checkpoints go to `spec.output_dir/step-N/`.
 
     A run that asks for more than one device (`hyperparameters.devices`, else `spec.devices`) starts its data-parallel
     processes here (`training.distributed`); each of them runs this function with its `parallel` group."""
     apply_threads()  # the worker trains in its own thread
     reuse_freed_memory()
-    device = resolve_device(spec.device)
+    resolved_name = resolve_alias(spec.base_model)
+    if resolved_name == AUTO:
+        from localft.training.selection import run_auto
+
+        return run_auto(spec, sink)
     if parallel is None:
+        device = resolve_device(spec.device)
         processes = processes_for(spec, device)
         if processes > 1:
-            return train_data_parallel(spec, sink, processes, device)
+            return train_data_parallel(spec, sink, processes, device, additions)
         parallel = OneProcess()
-    use_fast_matmul(device)
-    cache_dir = spec.cache_dir or Settings.from_env().cache_dir
-    resolved_name = resolve_alias(spec.base_model)
     if resolved_name != spec.base_model:
         sink.log(f"Base model {spec.base_model} resolves to {resolved_name}")
-    model_dir = local_model_dir(spec.base_model, cache_dir)
-    family = model_family(resolved_name, model_dir)
-
     train = read_examples(spec.training_file)
     valid = read_examples(spec.validation_file) if spec.validation_file else []
     task = detect_task([ex.answer for ex in train], spec.task)
+    run = _prepare(spec, sink, resolved_name, train, valid, task, additions or Additions(), parallel)
+    loop = run.loop
+    if run.resume_from is not None:
+        loop.resume(run.resume_from)
+        if isinstance(run.learner, EncoderLearner) and task.multi_label:
+            run.learner.thresholds = list(read_checkpoint(run.resume_from).thresholds)
+        sink.log(f"Resumed from {run.resume_from.name} (step {loop.progress.step} of {loop.total_steps})")
+    final = loop.run() or run.resume_from  # resumed after the last epoch's checkpoint: nothing left to run
+    if run.compiled:
+        remember_compiled(spec.cache_dir or Settings.from_env().cache_dir, resolved_name)
+    assert final is not None  # a run with at least one epoch always writes a checkpoint
+    sink.log(f"Training finished: {loop.progress.step} steps, {loop.progress.trained_tokens} tokens")
+    return TrainResult(
+        final_checkpoint=final,
+        trained_tokens=loop.progress.trained_tokens,
+        steps=loop.progress.step,
+        hyperparameters={**run.hp.to_dict(), "seed": spec.seed, "devices": parallel.world_size},
+        metrics=loop.last_metrics,
+    )
+
+
+def encoder_run(
+    spec: TrainSpec, base_model: str, train: list[ChatExample], task: TaskInfo, sink: EventSink
+) -> tuple[EncoderLearner, TrainLoop]:
+    """The learner and loop of an encoder run on examples already read (`auto`'s cross-validation folds)."""
+    run = _prepare(replace(spec, resume_from=None), sink, base_model, train, [], task, Additions(), OneProcess())
+    assert isinstance(run.learner, EncoderLearner)
+    return run.learner, run.loop
+
+
+def _prepare(
+    spec: TrainSpec,
+    sink: EventSink,
+    resolved_name: str,
+    train: list[ChatExample],
+    valid: list[ChatExample],
+    task: TaskInfo,
+    additions: Additions,
+    parallel: Collective,
+) -> _Prepared:
+    """The model, data, learner and loop of a run, up to its first step."""
+    device = resolve_device(spec.device)
+    use_fast_matmul(device)
+    cache_dir = spec.cache_dir or Settings.from_env().cache_dir
+    model_dir = local_model_dir(resolved_name, cache_dir)
+    family = model_family(resolved_name, model_dir)
     asked = resolve(spec.hyperparameters, family, len(train))
     hp = within_positions(asked, model_positions(model_dir))
     if hp.max_length != asked.max_length:
@@ -76,17 +148,25 @@ def run_training(spec: TrainSpec, sink: EventSink, parallel: Collective | None =
         )
     _check_task(task, family, spec)
     sink.log(_describe(task, len(train), len(valid)))
+    resume_from = spec.resume_from if spec.resume_from and _resumable(spec.resume_from, resolved_name, sink) else None
 
     torch.manual_seed(spec.seed)
     random.seed(spec.seed)
     tokenizer = _load_tokenizer(model_dir)
-    learner, template = _build(family, model_dir, tokenizer, task, hp, device, spec, train)
+    shape = PromptShape.learn([ex.context for ex in train]) if task.task == "classification" else None
+    learner, template = _build(family, model_dir, tokenizer, task, hp, device, spec, train, resolved_name, shape)
     if family == "causal_lm":  # the layers the default rule picked, as recorded with the job
         hp = replace(hp, lora_target_modules=learner.lora_targets)  # type: ignore[attr-defined]
+    if isinstance(learner, EncoderLearner):
+        learner.add_companions(additions.companions)
+        if additions.thresholds:
+            learner.thresholds = list(additions.thresholds)
     train_items = learner.make_items(train)
     valid_items = learner.make_items(_sample(valid, spec.seed))
-    if family == "encoder":
-        learner.fit_class_weights(train_items)  # type: ignore[attr-defined]
+    if isinstance(learner, EncoderLearner):
+        learner.fit_class_weights(train_items)
+        if resume_from is None:
+            learner.start_head(train_items)
     memory = plan_memory(
         learner.model.config,  # type: ignore[attr-defined]  # both learners hold a Hugging Face model
         free_memory(device),
@@ -104,9 +184,8 @@ def run_training(spec: TrainSpec, sink: EventSink, parallel: Collective | None =
     )
     sink.log(
         f"Training {resolved_name} ({family}, {precision} on {_device_label(device, parallel.world_size)}): "
-        f"{hp.n_epochs} epochs, "
-        f"batch size {hp.batch_size}, learning rate {hp.learning_rate:g} (multiplier {hp.learning_rate_multiplier:g}"
-        f"{own_rates}), max length {hp.max_length} tokens"
+        f"{hp.n_epochs} epochs, batch size {hp.batch_size}, learning rate {hp.learning_rate:g} (multiplier "
+        f"{hp.learning_rate_multiplier:g}{own_rates}), max length {hp.max_length} tokens"
     )
     if memory.free_bytes is not None:
         sink.log(f"GPU memory: {memory.describe()}")
@@ -117,9 +196,10 @@ def run_training(spec: TrainSpec, sink: EventSink, parallel: Collective | None =
         compiled = _compile(learner, cache_dir, cached, sink, device)
 
     def meta_for(step: int, epoch: int, metrics: dict[str, Any]) -> CheckpointMeta:
+        pooled = isinstance(learner, EncoderLearner)
         return CheckpointMeta(
             base_model=resolved_name,
-            family=family,
+            family="classifier" if pooled else family,
             task=task.task,
             step=step,
             epoch=epoch,
@@ -133,6 +213,9 @@ def run_training(spec: TrainSpec, sink: EventSink, parallel: Collective | None =
             hyperparameters={**hp.to_dict(), "seed": spec.seed, "devices": parallel.world_size},
             metrics=metrics,
             chat_template=template,
+            members=[m.to_dict() for m in learner.members()] if isinstance(learner, EncoderLearner) else [],
+            prompt_shape=shape.to_dict() if shape is not None else None,
+            selection=additions.selection,
         )
 
     plan = Plan(
@@ -156,24 +239,7 @@ def run_training(spec: TrainSpec, sink: EventSink, parallel: Collective | None =
         spec.save_every_s,
         parallel=parallel,
     )
-    if spec.resume_from is not None:
-        _check_resume(spec.resume_from, resolved_name)
-        loop.resume(spec.resume_from)
-        if task.multi_label and family == "encoder":
-            learner.thresholds = list(read_checkpoint(spec.resume_from).thresholds)  # type: ignore[attr-defined]
-        sink.log(f"Resumed from {spec.resume_from.name} (step {loop.progress.step} of {loop.total_steps})")
-    final = loop.run() or spec.resume_from
-    if compiled:
-        remember_compiled(cache_dir, resolved_name)
-    assert final is not None  # a run with at least one epoch always writes a checkpoint
-    sink.log(f"Training finished: {loop.progress.step} steps, {loop.progress.trained_tokens} tokens")
-    return TrainResult(
-        final_checkpoint=final,
-        trained_tokens=loop.progress.trained_tokens,
-        steps=loop.progress.step,
-        hyperparameters={**hp.to_dict(), "seed": spec.seed, "devices": parallel.world_size},
-        metrics=loop.last_metrics,
-    )
+    return _Prepared(learner, loop, hp, resume_from, compiled)
 
 
 def _compile(learner: Any, cache_dir: Path, cached: bool, sink: EventSink, device: str) -> bool:
@@ -198,9 +264,8 @@ def _device_label(device: str, processes: int) -> str:
     data-parallel processes where there are several (`2 data-parallel processes on cuda, NVIDIA H100 ...`)."""
     label = device
     if device_type(device) == "cuda":
-        label = (
-            f"{device_type(device) if processes > 1 else device}, {torch.cuda.get_device_name(torch.device(device))}"
-        )
+        name = torch.cuda.get_device_name(torch.device(device))
+        label = f"{device_type(device) if processes > 1 else device}, {name}"
     return f"{processes} data-parallel processes on {label}" if processes > 1 else label
 
 
@@ -222,6 +287,8 @@ def _build(
     device: str,
     spec: TrainSpec,
     train: list[ChatExample],
+    resolved_name: str,
+    shape: PromptShape | None,
 ) -> tuple[Learner, TemplateKind]:
     if family == "causal_lm":
         from localft.training.lora_causal import CausalLearner, LoraShape
@@ -234,9 +301,10 @@ def _build(
         if task.multi_label:
             causal.use_observed_answers([ex.answer for ex in train])
         return causal, kind
-    from localft.training.encoder_head import EncoderLearner
-
-    return EncoderLearner(model_dir, tokenizer, task, device, hp.max_length, spec.class_weights), "model"
+    learner = EncoderLearner(
+        model_dir, tokenizer, task, device, hp.max_length, spec.class_weights, base_model=resolved_name, shape=shape
+    )
+    return learner, "model"
 
 
 def _check_task(task: TaskInfo, family: Family, spec: TrainSpec) -> None:
@@ -250,10 +318,16 @@ def _check_task(task: TaskInfo, family: Family, spec: TrainSpec) -> None:
         )
 
 
-def _check_resume(folder: Path, base_model: str) -> None:
+def _resumable(folder: Path, base_model: str, sink: EventSink) -> bool:
+    """Whether training continues from `folder`; a checkpoint from before encoders became pooled classifiers cannot
+    be continued, so that run starts over."""
     meta = read_checkpoint(folder)
     if meta.base_model != base_model:
         raise ModelError(f"Checkpoint {folder} was trained from {meta.base_model}, not {base_model}.")
+    if meta.family == "encoder":
+        sink.log(f"{folder.name} holds an encoder of an earlier localft, which cannot be continued: starting over")
+        return False
+    return True
 
 
 def _sample(examples: list[ChatExample], seed: int) -> list[ChatExample]:

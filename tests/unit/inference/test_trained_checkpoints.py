@@ -68,11 +68,11 @@ def ask(text: str, **kwargs: object) -> ChatRequest:
     return ChatRequest(messages, **kwargs)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("family", ["causal_lm", "encoder"])
+@pytest.mark.parametrize("family", ["causal_lm", "classifier"])
 def test_engine_reproduces_training_validation(
     family: str, tiny_causal_lm: Path, tiny_encoder: Path, tmp_path: Path, engine: InferenceEngine
 ) -> None:
-    base = tiny_causal_lm if family == "causal_lm" else tiny_encoder
+    base = tiny_causal_lm if family == "causal_lm" else tiny_encoder  # an encoder trains into a pooled classifier
     checkpoint = train(base, tmp_path, "Sentiment: ", epochs=2, lr=20.0 if family == "causal_lm" else 30.0)
     meta = read_checkpoint(checkpoint)
     assert meta.family == family and sorted(meta.labels) == sorted(SENTIMENT)

@@ -24,7 +24,6 @@ from localft.training.compilation import (
     repeated_layers,
     should_compile,
 )
-from localft.training.encoder_head import first_token_only
 from localft.training.kernels import attention_for_width, fast_dropout, use_fast_dropout
 
 from .conftest import ListSink
@@ -199,7 +198,6 @@ def test_compiled_encoder_layers_draw_the_eager_dropout_masks(tiny_encoder: Path
     torch.manual_seed(0)
     model = AutoModelForSequenceClassification.from_pretrained(tiny_encoder, num_labels=3)
     use_fast_dropout(model)
-    first_token_only(model)
     model.train()
     ids = torch.randint(5, 60, (4, 10), generator=torch.Generator().manual_seed(1))
     labels = torch.tensor([0, 1, 2, 1])

@@ -1,19 +1,23 @@
-"""Encoder + classification head on the tiny BERT: single-label, multi-label with thresholds, class weights."""
+"""The encoder recipe on the tiny BERT: a pooled classifier whose head starts from a linear probe (LP-FT);
+single-label, multi-label with thresholds, class weights, companions, resume."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 import localft.training.encoder_head as encoder_head
+from localft.classifier import LinearHead, Member, PooledClassifier, TfidfFeatures, fit_head
+from localft.classifier.model import load_encoder_features
 from localft.training import Hyperparameters, TrainSpec, run_training
-from localft.training.checkpoint import read_checkpoint
-from localft.training.encoder_head import EncoderLearner, first_token_only, tune_thresholds
+from localft.training.checkpoint import CheckpointMeta, read_checkpoint, write_meta
+from localft.training.dataset import read_examples
+from localft.training.encoder_head import Companion, EncoderLearner, tune_thresholds
+from localft.training.loop import Plan, TrainLoop
 from localft.training.run import _load_tokenizer
 from localft.training.task import detect_task
 
@@ -29,22 +33,49 @@ def encoder_spec(model: Path, train: Path, valid: Path | None, out: Path, **kw: 
     )  # type: ignore[arg-type]
 
 
-def test_single_label_encoder_learns_and_saves_a_classifier(tiny_encoder: Path, tmp_path: Path) -> None:
-    from transformers import AutoModelForSequenceClassification
+def learner_for(model: Path, answers: list[str]) -> EncoderLearner:
+    return EncoderLearner(model, _load_tokenizer(model), detect_task(answers), "cpu", max_length=32)
 
+
+def test_single_label_encoder_learns_and_saves_a_pooled_classifier(tiny_encoder: Path, tmp_path: Path) -> None:
     train = write_jsonl(tmp_path / "t.jsonl", sentiment_records(4, prefix="Sentiment: "))
     valid = write_jsonl(tmp_path / "v.jsonl", sentiment_records(1, prefix="Sentiment: "))
     sink = ListSink()
     result = run_training(encoder_spec(tiny_encoder, train, valid, tmp_path / "out", class_weights=True), sink)
 
     meta = read_checkpoint(result.final_checkpoint)
-    assert (meta.family, meta.task, meta.multi_label) == ("encoder", "classification", False)
+    assert (meta.family, meta.task, meta.multi_label) == ("classifier", "classification", False)
     assert meta.labels == ["negative", "neutral", "positive"] and meta.assistant_prefix == "Sentiment: "
+    assert [Member.from_dict(m).name for m in meta.members] == [f"{tiny_encoder.name} tuned"]
+    assert meta.prompt_shape is not None and meta.prompt_shape["system"] == "Classify the sentiment."
     assert sink.metrics[-1].train_loss < sink.metrics[0].train_loss
     assert sink.metrics[-1].classification["accuracy"] > 0.5
-    assert any("learning rate 0.003 (multiplier 30), max length" in line for line in sink.messages)  # 3 labels
-    model = AutoModelForSequenceClassification.from_pretrained(result.final_checkpoint / "model")
-    assert model.config.id2label == {0: "negative", 1: "neutral", 2: "positive"}
+    assert any("learning rate 0.003 (multiplier 30), max length" in line for line in sink.messages)
+    # The folder is a classifier of its own: loaded as inference loads it, it gives the validation's answers.
+    members = [Member.from_dict(m) for m in meta.members]
+    model = PooledClassifier.load(
+        result.final_checkpoint,
+        members,
+        False,
+        lambda member, folder: load_encoder_features(folder / member.folder / "encoder", "cpu", 32),
+    )
+    probs = model.probabilities(["my bag was lost again", "the flight was great thanks"])
+    assert [meta.labels[i] for i in probs.argmax(1)] == ["negative", "positive"]
+    assert np.allclose(probs.sum(1), 1.0, atol=1e-5)
+
+
+def test_the_head_starts_as_a_logistic_regression_on_the_frozen_features(tiny_encoder: Path, tmp_path: Path) -> None:
+    """LP-FT: before any step the head is the probe, so the learner scores as frozen features + LR would."""
+    learner = learner_for(tiny_encoder, ["positive", "negative", "neutral"] * 4)
+    items = learner.make_items(read_examples(write_jsonl(tmp_path / "t.jsonl", sentiment_records(2))))
+    assert not learner.head.weight.any()
+    learner.start_head(items)
+    features = learner.features.embed_ids([it.input_ids for it in items])
+    targets = np.array([it.target[0] for it in items])
+    probe = fit_head(features, targets, 3, False, encoder_head.PROBE_C)
+    torch.testing.assert_close(learner.head.weight.detach(), torch.from_numpy(probe.weight))
+    logits = learner.head(torch.from_numpy(features)).argmax(-1).numpy()
+    assert (logits == targets).mean() > 0.5
 
 
 def test_multi_label_encoder_records_thresholds(tiny_encoder: Path, tmp_path: Path) -> None:
@@ -97,191 +128,111 @@ def test_encoder_trains_without_a_validation_file(tiny_encoder: Path, tmp_path: 
     assert all(m.full_valid_loss is None and m.valid_loss is None for m in sink.metrics)
 
 
-def test_the_last_layer_at_the_first_token_only_gives_the_same_logits_and_gradients(tiny_encoder: Path) -> None:
-    """The classifier reads position 0 of the last layer: computing that layer there alone changes nothing it sees,
-    with padding or without, in either attention, and the head's gradients match the full model's."""
-    from transformers import AutoModelForSequenceClassification
+def test_companions_are_saved_and_scored_with_the_tuned_encoder(tiny_encoder: Path, tmp_path: Path) -> None:
+    """A fixed member (here TF-IDF + LR) joins the checkpoint, and validation scores the members' average."""
+    examples = read_examples(write_jsonl(tmp_path / "t.jsonl", sentiment_records(2)))
+    learner = learner_for(tiny_encoder, ["positive", "negative", "neutral"] * 4)
+    items = learner.make_items(examples)
+    tfidf = TfidfFeatures.fit([it.text for it in items])
+    targets = np.array([it.target[0] for it in items])
+    head = fit_head(tfidf.embed([it.text for it in items]), targets, 3, False, 10.0)
+    learner.add_companions([Companion(Member("tfidf", "member-1", weight=2.0), tfidf, head)])
+    alone = head.probabilities(tfidf.embed([it.text for it in items]))
+    served = learner._served_probabilities(np.zeros((len(items), 3), dtype=np.float32), items)
+    np.testing.assert_allclose(served, (np.full_like(alone, 1 / 3) + 2 * alone) / 3, rtol=1e-5)
 
-    from localft.training.kernels import attention_for_width
-
-    torch.manual_seed(0)
-    full = AutoModelForSequenceClassification.from_pretrained(tiny_encoder, num_labels=3).eval()
-    short = AutoModelForSequenceClassification.from_pretrained(tiny_encoder, num_labels=3).eval()
-    short.load_state_dict(full.state_dict())
-    assert first_token_only(short)
-    ids = torch.randint(5, full.config.vocab_size, (3, 12))
-    padded = torch.ones_like(ids)
-    padded[0, 7:] = 0
-    padded[2, 3:] = 0
-    for mask in (padded, torch.ones_like(ids)):
-        for ours in (False, True):  # the model's own attention (SDPA), then ours
-            expected = full(input_ids=ids, attention_mask=mask).logits
-            with attention_for_width(short, ids.shape[1]) if ours else contextlib.nullcontext():
-                got = short(input_ids=ids, attention_mask=mask).logits
-            torch.testing.assert_close(got, expected)
-    expected.sum().backward()
-    got.sum().backward()
-    for (name, a), b in zip(full.named_parameters(), short.parameters(), strict=True):
-        if a.grad is not None and b.grad is not None:
-            torch.testing.assert_close(b.grad, a.grad, msg=name)
-    # The last layer's query, attention output and feed-forward block still train (at position 0).
-    assert short.bert.encoder.layer[-1].output.dense.weight.grad is not None
+    learner.save(tmp_path / "ckpt")
+    assert [m.name for m in learner.members()] == [f"{tiny_encoder.name} tuned", "tfidf"]
+    assert LinearHead.load(tmp_path / "ckpt" / "member-1").weight.shape == head.weight.shape
+    assert TfidfFeatures.load(tmp_path / "ckpt" / "member-1").dim == tfidf.dim
 
 
 def test_fine_tuning_drops_nothing_unless_told_to_keep_the_models_dropout(
     tiny_encoder: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Fine-tuning drops no attention weights (`ATTENTION_DROPOUT`) and no hidden states (`HIDDEN_DROPOUT`), both
-    measured in BENCHMARKS.md, and records the choice in the config it saves; None keeps the model's own."""
+    """Fine-tuning drops no attention weights (`ATTENTION_DROPOUT`) and no hidden states (`HIDDEN_DROPOUT`), and
+    records the choice in the config it saves; None keeps the model's own."""
     from torch import nn
     from transformers import AutoConfig
-
-    def learner() -> EncoderLearner:
-        task = detect_task(["positive", "negative"] * 5)
-        return EncoderLearner(tiny_encoder, _load_tokenizer(tiny_encoder), task, "cpu", max_length=32)
 
     def dropouts(model: nn.Module) -> dict[str, float]:
         return {name: m.p for name, m in model.named_modules() if isinstance(m, nn.Dropout)}
 
+    answers = ["positive", "negative"] * 5
     pretrained = AutoConfig.from_pretrained(tiny_encoder)
     assert pretrained.attention_probs_dropout_prob > 0 and pretrained.hidden_dropout_prob > 0  # else nothing shows
     assert encoder_head.ATTENTION_DROPOUT == 0.0 and encoder_head.HIDDEN_DROPOUT == 0.0
-    model = learner().model
+    model = learner_for(tiny_encoder, answers).model
     assert model.config.attention_probs_dropout_prob == 0.0 == model.config.hidden_dropout_prob
     ours = dropouts(model)
-    # Every dropout of the model: the embeddings', each layer's three, the classifier's.
-    assert len(ours) == 1 + 3 * len(model.bert.encoder.layer) + 1
+    assert len(ours) == 1 + 3 * len(model.encoder.layer)  # the embeddings', each layer's three
     assert set(ours.values()) == {0.0}
 
     monkeypatch.setattr(encoder_head, "HIDDEN_DROPOUT", None)
-    layer = learner().model.bert.encoder.layer[0]
+    layer = learner_for(tiny_encoder, answers).model.encoder.layer[0]
     assert layer.attention.self.dropout.p == 0.0
     assert layer.attention.output.dropout.p == pretrained.hidden_dropout_prob == layer.output.dropout.p
     monkeypatch.setattr(encoder_head, "ATTENTION_DROPOUT", None)
-    model = learner().model
-    assert model.bert.encoder.layer[0].attention.self.dropout.p == pretrained.attention_probs_dropout_prob
-    assert model.dropout.p == pretrained.hidden_dropout_prob  # the classifier's follows the hidden states'
+    model = learner_for(tiny_encoder, answers).model
+    assert model.encoder.layer[0].attention.self.dropout.p == pretrained.attention_probs_dropout_prob
 
 
 def test_frozen_word_embeddings_stay_as_they_were(
     tiny_encoder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`TRAIN_WORD_EMBEDDINGS = False` (not the default: `bench_encoder_choices` measured it) leaves the word
-    embedding matrix out of the trained weights; the rest of the model still trains."""
-    from localft.training.dataset import read_examples
-    from localft.training.loop import Plan, TrainLoop
-
+    """`TRAIN_WORD_EMBEDDINGS = False` leaves the word embedding matrix out of the trained weights; the rest of the
+    model and the head still train."""
     monkeypatch.setattr(encoder_head, "TRAIN_WORD_EMBEDDINGS", False)
-    task = detect_task(["positive", "negative"] * 5)
-    learner = EncoderLearner(tiny_encoder, _load_tokenizer(tiny_encoder), task, "cpu", max_length=32)
+    learner = learner_for(tiny_encoder, ["positive", "negative"] * 5)
     words = learner.model.get_input_embeddings().weight
     assert all(p is not words for group in learner.parameter_groups() for p in group.params)
     before = words.detach().clone()
-    classifier = learner.model.classifier.weight.detach().clone()
+    head = learner.head.weight.detach().clone()
     items = learner.make_items(read_examples(write_jsonl(tmp_path / "t.jsonl", sentiment_records(1))))
     plan = Plan(n_epochs=1, batch_size=len(items), learning_rate=1e-3, seed=0, tokens_per_forward=1 << 20)
     loop = TrainLoop(learner, items, [], plan, ListSink(), tmp_path, lambda *a: None)  # type: ignore[arg-type,return-value]
     loop._step(items, 0)
     assert torch.equal(words, before)
-    assert not torch.equal(learner.model.classifier.weight, classifier)
+    assert not torch.equal(learner.head.weight, head)
 
 
-def test_a_new_head_with_many_labels_learns_at_its_own_rate(tiny_encoder: Path, tmp_path: Path) -> None:
-    """With `MANY_LABELS` labels or more, the weights the base model lacks (the classification head) learn at least
-    at `NEW_HEAD_LR_SCALE` times the encoders' base rate, whatever the job's multiplier does to the other weights; with
-    fewer labels, or a base model that already is a
-    classifier with these labels, every weight trains at the one rate."""
-    from localft.training.dataset import read_examples
-    from localft.training.loop import Plan, TrainLoop
-
-    tokenizer = _load_tokenizer(tiny_encoder)
-    few = EncoderLearner(tiny_encoder, tokenizer, detect_task(["positive", "negative"] * 5), "cpu", max_length=32)
-    assert [(len(g.params), g.min_lr) for g in few.parameter_groups()] == [(len(list(few.model.parameters())), 0.0)]
-
-    many = detect_task([f"intent {i}" for i in range(encoder_head.MANY_LABELS)] * 3)
-    learner = EncoderLearner(tiny_encoder, tokenizer, many, "cpu", max_length=32)
-    pretrained, new = learner.parameter_groups()
-    head = learner.model.classifier
-    assert [id(p) for p in new.params] == [id(head.weight), id(head.bias)]
-    assert new.min_lr == pytest.approx(1e-4 * encoder_head.NEW_HEAD_LR_SCALE) and encoder_head.NEW_HEAD_LR_SCALE > 1
-    assert pretrained.min_lr == 0.0 and len(pretrained.params) == len(list(learner.model.parameters())) - 2
-    records = [chat(f"request {i}", f"intent {i}") for i in range(encoder_head.MANY_LABELS)] * 3
-    items = learner.make_items(read_examples(write_jsonl(tmp_path / "t.jsonl", records)))
-    head_rate = 1e-4 * encoder_head.NEW_HEAD_LR_SCALE
-    for multiplier, expected in [(1.0, [1e-4, head_rate]), (0.1, [1e-5, head_rate]), (100.0, [1e-2, 1e-2])]:
-        rate = 1e-4 * multiplier
-        plan = Plan(n_epochs=1, batch_size=len(items), learning_rate=rate, seed=0, tokens_per_forward=1 << 20)
-        loop = TrainLoop(learner, items, [], plan, ListSink(), tmp_path, lambda *a: None)  # type: ignore[arg-type,return-value]
-        assert [group["initial_lr"] for group in loop.optimizer.param_groups] == pytest.approx(expected)
-    sink = ListSink()  # the job says what ran: multiplier 0.3 puts the rest at 3e-5, the head keeps its own rate
-    spec = encoder_spec(tiny_encoder, tmp_path / "t.jsonl", None, tmp_path / "out")
-    run_training(replace(spec, hyperparameters=Hyperparameters(n_epochs=1, learning_rate_multiplier=0.3)), sink)
-    assert any(f"(multiplier 0.3, the new classification head at {head_rate:g})" in line for line in sink.messages)
-    sink = ListSink()  # multiplier 30 (3e-3) is no slower than the head's own rate: one rate, nothing to name
-    run_training(spec, sink)
-    assert any("learning rate 0.003 (multiplier 30), max length" in line for line in sink.messages)
-
-    classifier = tmp_path / "classifier"
-    learner.model.save_pretrained(classifier)
-    tokenizer.save_pretrained(classifier)
-    again = EncoderLearner(classifier, _load_tokenizer(classifier), many, "cpu", max_length=32)
-    assert [group.min_lr for group in again.parameter_groups()] == [0.0]
-
-
-def test_a_checkpoint_from_before_the_heads_own_rate_resumes(
-    tiny_encoder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A job with many labels that was mid-run across the upgrade giving a new head its own rate: its checkpoint
-    holds one optimizer group, the learner now makes two. The saved moments carry over by position: with both rates
-    equal, the resumed run trains exactly the weights an uninterrupted one-group run does."""
+def test_a_stopped_run_resumes_to_the_same_weights(tiny_encoder: Path, tmp_path: Path) -> None:
     from safetensors.torch import load_file
 
     from localft.errors import TrainingCancelled
 
-    records = [chat(f"request {i}", f"intent {i % encoder_head.MANY_LABELS}") for i in range(60)]
-    train = write_jsonl(tmp_path / "t.jsonl", records)
+    train = write_jsonl(tmp_path / "t.jsonl", sentiment_records(3))
 
     def spec(out: str, **kw: object) -> TrainSpec:
-        hp = Hyperparameters(n_epochs=2, batch_size=8, learning_rate_multiplier=10.0)
+        hp = Hyperparameters(n_epochs=2, batch_size=4, learning_rate_multiplier=10.0)
         return TrainSpec(
             base_model=str(tiny_encoder), training_file=train, output_dir=tmp_path / out, hyperparameters=hp, **kw
         )  # type: ignore[arg-type]
 
     def weights(result: object) -> dict[str, torch.Tensor]:
-        return load_file(result.final_checkpoint / "model" / "model.safetensors")  # type: ignore[attr-defined]
+        member = result.final_checkpoint / "member-0"  # type: ignore[attr-defined]
+        return {**load_file(member / "encoder" / "model.safetensors"), **load_file(member / "head.safetensors")}
 
-    monkeypatch.setattr(encoder_head, "NEW_HEAD_LR_SCALE", 0.0)
-    with monkeypatch.context() as before_the_upgrade:
-        before_the_upgrade.setattr(encoder_head, "MANY_LABELS", 10_000)  # one group for every weight
-        full = run_training(spec("full"), ListSink())
-        stopping = ListSink(stop_after_checkpoints=1)
-        with pytest.raises(TrainingCancelled):
-            run_training(spec("part"), stopping)
-    first = stopping.checkpoints[0].path
-    resumed = run_training(spec("part", resume_from=first), ListSink())
+    full = run_training(spec("full"), ListSink())
+    stopping = ListSink(stop_after_checkpoints=1)
+    with pytest.raises(TrainingCancelled):
+        run_training(spec("part"), stopping)
+    resumed = run_training(spec("part", resume_from=stopping.checkpoints[0].path), ListSink())
     assert resumed.steps == full.steps
     wf, wr = weights(full), weights(resumed)
     for key in wf:
         torch.testing.assert_close(wr[key], wf[key], rtol=1e-5, atol=1e-6)
 
-    # At the head's own rate its group resumes at its own point of the schedule.
-    from localft.training.dataset import read_examples
-    from localft.training.loop import Plan, TrainLoop
 
-    monkeypatch.setattr(encoder_head, "NEW_HEAD_LR_SCALE", 30.0)
-    task = detect_task([r["messages"][-1]["content"] for r in records])
-    learner = EncoderLearner(tiny_encoder, _load_tokenizer(tiny_encoder), task, "cpu", max_length=32)
-    items = learner.make_items(read_examples(train))
-    plan = Plan(n_epochs=2, batch_size=8, learning_rate=1e-4, seed=0, tokens_per_forward=1 << 20)
-    loop = TrainLoop(learner, items, [], plan, ListSink(), tmp_path / "again", lambda *a: None)  # type: ignore[arg-type,return-value]
-    loop.resume(first)
-    body, head = loop.optimizer.param_groups
-    assert head["lr"] == pytest.approx(30 * body["lr"]) and 0 < body["lr"] < 1e-4
-    assert loop.scheduler.get_last_lr() == [body["lr"], head["lr"]]
-    assert all(len(loop.optimizer.state[p]) == 3 for p in head["params"])  # step and both moments carried over
-
-
-def test_other_architectures_keep_their_forward(tiny_causal_lm: Path) -> None:
-    from transformers import AutoModelForCausalLM
-
-    assert not first_token_only(AutoModelForCausalLM.from_pretrained(tiny_causal_lm))
+def test_a_checkpoint_of_an_earlier_encoder_format_starts_the_run_over(tiny_encoder: Path, tmp_path: Path) -> None:
+    """A job mid-run across the upgrade to pooled classifiers: its sequence-classification checkpoint cannot be
+    continued, so the run says so and trains from the start instead of failing."""
+    old = tmp_path / "out" / "step-000003"
+    old.mkdir(parents=True)
+    write_meta(old, CheckpointMeta(str(tiny_encoder), "encoder", "classification", step=3, epoch=1))
+    train = write_jsonl(tmp_path / "t.jsonl", sentiment_records(2))
+    sink = ListSink()
+    result = run_training(encoder_spec(tiny_encoder, train, None, tmp_path / "out", resume_from=old), sink)
+    assert any("cannot be continued: starting over" in line for line in sink.messages)
+    assert read_checkpoint(result.final_checkpoint).family == "classifier"
+    assert result.steps == sink.metrics[-1].total_steps

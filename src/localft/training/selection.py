@@ -1,0 +1,547 @@
+"""`model: "auto"`: the classifier for the data, chosen by its scores on the training data alone.
+
+The candidates, cheapest first:
+- `tfidf`: word TF-IDF + logistic regression;
+- `<encoder> frozen`: each installed sentence encoder's mean-pooled embeddings + logistic regression (the strongest
+  simple few-shot method), its head nudged toward the embeddings of the label names where that scores better;
+- `<encoder> tuned`: the encoder recipe (`training.encoder_head`: LP-FT from that probe).
+
+Each is scored by K-fold cross-validation on the training file: the cheap ones on every fold, the tuned ones on as
+many folds as the compute budget allows. The budget scales with the data: it is counted in passes of the smallest
+encoder over the training texts (a tuned fold costs its epochs' passes, forward and backward, in its encoder's
+size), so the same data gets the same candidates and folds on a fast machine or a busy one. Any ensemble, the mean
+of its members' probabilities, is scored from the same out-of-fold predictions at no cost. The best score wins, the
+cheaper on a tie, and is fitted on the whole training file: frozen members in seconds, a tuned encoder through the
+training loop, with its checkpoints and events. The table of candidates goes to the job's events and into the
+checkpoint (`selection`).
+
+Data whose answers are free text is no classification: `auto` then fine-tunes the default LLM, as an OpenAI chat
+model would be.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from localft.base_models import DEFAULT_BASE_MODEL, is_installed, list_base_models, local_model_dir, resolve_device
+from localft.base_models.prompt_shape import PromptShape
+from localft.classifier.features import TfidfFeatures
+from localft.classifier.head import LinearHead, fit_head
+from localft.classifier.model import Member, load_encoder_features, save_member
+from localft.errors import TrainingCancelled
+from localft.settings import Settings
+from localft.training.auto import MAX_LENGTH, resolve
+from localft.training.checkpoint import CheckpointMeta, commit, partial_dir, write_meta
+from localft.training.dataset import ChatExample, read_examples
+from localft.training.encoder_head import Companion, tune_thresholds
+from localft.training.hparams import Hyperparameters
+from localft.training.interfaces import CheckpointInfo, EventLevel, EventSink, StepMetrics, TrainResult, TrainSpec
+from localft.training.task import TaskInfo, detect_task
+
+Kind = Literal["tfidf", "frozen", "tuned"]
+FOLDS = 5
+"""Cross-validation folds (fewer when the smallest label has fewer examples than this, but at least 2)."""
+HEAD_C = 10.0
+"""Inverse regularisation of the frozen members' logistic regressions."""
+LABEL_PRIOR_SCALES = (0.0, 20.0)
+"""How strongly a frozen encoder's head leans toward the label names' embeddings (cosine x scale added to the
+logits), chosen per encoder by cross-validation: names such as `sadness` or `card_arrival` say much about their
+class, names such as `LABEL_3` nothing."""
+BUDGET_PASSES = 150.0
+"""Selection's compute budget, in passes of the smallest encoder over the training texts."""
+TRAINING_PASS_COST = 4.0
+"""A training pass over a text costs about this many inference passes (forward, backward and the update)."""
+MIN_GAIN = 0.002
+"""An ensemble must score at least this much above its best member to be chosen over it."""
+MAX_MEMBERS = 3
+DECISION_FILE = "selection.json"
+"""Where a run keeps its choice (in the output folder), so a resumed job trains what it chose."""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One way to build the classifier."""
+
+    kind: Kind
+    base_model: str = ""
+    label_prior: float = 0.0
+    """Frozen encoders: the label names' embeddings scale added to the head (chosen by cross-validation)."""
+
+    @property
+    def name(self) -> str:
+        return "tfidf" if self.kind == "tfidf" else f"{self.base_model} {self.kind}"
+
+
+@dataclass
+class Score:
+    """A candidate's (or an ensemble's) cross-validated score."""
+
+    members: tuple[str, ...]
+    score: float
+    folds: int
+    seconds: float
+    """What scoring it cost (for an ensemble: nothing beyond its members)."""
+
+    @property
+    def name(self) -> str:
+        return " + ".join(self.members)
+
+
+@dataclass
+class Decision:
+    """The choice, as kept with the run and shown in the checkpoint's `selection`."""
+
+    chosen: list[Candidate]
+    table: list[dict[str, Any]] = field(default_factory=list)
+    metric: str = "accuracy"
+    thresholds: list[float] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "chosen": [asdict(c) for c in self.chosen],
+            "table": self.table,
+            "metric": self.metric,
+            "thresholds": self.thresholds,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Decision:
+        return cls(
+            chosen=[Candidate(**c) for c in raw["chosen"]],
+            table=raw.get("table", []),
+            metric=raw.get("metric", "accuracy"),
+            thresholds=raw.get("thresholds", []),
+        )
+
+
+def run_auto(spec: TrainSpec, sink: EventSink) -> TrainResult:
+    """Train what `auto` picks for the training file (see the module's docstring)."""
+    from localft.training.run import run_training
+
+    train = read_examples(spec.training_file)
+    task = detect_task([ex.answer for ex in train], spec.task)
+    if task.task != "classification":
+        sink.log(f"auto: the answers are free text, not labels: fine-tuning {DEFAULT_BASE_MODEL}")
+        return run_training(replace(spec, base_model=DEFAULT_BASE_MODEL), sink)
+    shape = PromptShape.learn([ex.context for ex in train])
+    texts = [shape.payload(ex.context) for ex in train]
+    saved = spec.output_dir / DECISION_FILE
+    if spec.resume_from is not None and saved.is_file():
+        decision = Decision.from_dict(json.loads(saved.read_text()))
+        sink.log(f"auto: resuming the chosen classifier, {' + '.join(c.name for c in decision.chosen)}")
+    else:
+        decision = Selector(train, texts, task, spec, sink).run()
+        spec.output_dir.mkdir(parents=True, exist_ok=True)
+        saved.write_text(json.dumps(decision.to_dict(), indent=2))
+    return _fit_chosen(spec, sink, train, texts, task, shape, decision)
+
+
+class Selector:
+    """Scores the candidates by cross-validation on the training texts."""
+
+    def __init__(self, train: list[ChatExample], texts: list[str], task: TaskInfo, spec: TrainSpec, sink: EventSink):
+        self.train = train
+        self.texts = texts
+        self.task = task
+        self.spec = spec
+        self.sink = sink
+        self.device = resolve_device(spec.device)
+        self.cache_dir = spec.cache_dir or Settings.from_env().cache_dir
+        self.targets = targets_of(train, task)
+        self.folds = make_folds(self.targets, task.multi_label, spec.seed)
+        self.encoders = installed_encoders()
+        self.sizes = {base: encoder_size(local_model_dir(base, self.cache_dir)) for base in self.encoders}
+        self.metric = "micro_f1" if task.multi_label else "accuracy"
+
+    def run(self) -> Decision:
+        started = time.monotonic()
+        n = len(self.train)
+        self.sink.log(
+            f"auto: scoring classifiers by {len(self.folds)}-fold cross-validation on the {n} training examples "
+            f"({self.metric}), within {BUDGET_PASSES:.0f} passes of the smallest encoder over the texts"
+        )
+        oof: dict[str, np.ndarray] = {}
+        scored: dict[str, np.ndarray] = {}  # candidate -> which examples have out-of-fold predictions
+        runs: dict[str, tuple[int, float]] = {}  # candidate -> (folds, seconds)
+        candidates: dict[str, Candidate] = {}
+        spent = 0.0  # of the budget, in passes of the smallest encoder
+        everyone = np.ones(n, bool)
+
+        def record(candidate: Candidate, probs: np.ndarray, mask: np.ndarray, folds: int, seconds: float) -> None:
+            candidates[candidate.name] = candidate
+            oof[candidate.name], scored[candidate.name] = probs, mask
+            runs[candidate.name] = (folds, seconds)
+            self._check_stop()
+
+        t0 = time.monotonic()
+        tfidf = self._cross_validate(lambda tr, te: _tfidf_probs(self.texts, self.targets, tr, te, self.task))
+        record(Candidate("tfidf"), tfidf, everyone, len(self.folds), time.monotonic() - t0)
+        for base in self.encoders:
+            t0 = time.monotonic()
+            features = load_encoder_features(local_model_dir(base, self.cache_dir), self.device, MAX_LENGTH["encoder"])
+            x = features.embed(self.texts)
+            spent += self._relative_size(base)
+            names = features.embed([humanize(label) for label in self.task.labels])
+            options = [(scale, self._frozen_oof(x, names, scale)) for scale in LABEL_PRIOR_SCALES]
+            scale, probs = max(options, key=lambda o: self._score(o[1], everyone))  # the first of equals: no prior
+            frozen = Candidate("frozen", base, label_prior=scale)
+            record(frozen, probs, everyone, len(self.folds), time.monotonic() - t0)
+        for base in self.encoders:
+            per_fold = self._tuned_fold_passes(base)
+            if spent + per_fold > BUDGET_PASSES:
+                self.sink.log(f"auto: {base} tuned is over the compute budget ({per_fold:.0f} passes a fold)")
+                continue
+            t0 = time.monotonic()
+            probs, mask, done = np.zeros_like(tfidf), np.zeros(n, bool), 0
+            for fold in self.folds:
+                if spent + per_fold > BUDGET_PASSES:
+                    break
+                probs[fold] = self._tuned_probs(base, np.setdiff1d(np.arange(n), fold), fold)
+                mask[fold] = True
+                spent += per_fold
+                done += 1
+            record(Candidate("tuned", base), probs, mask, done, time.monotonic() - t0)
+        # Every candidate is judged on the examples all of them predicted (tuned ones may have run fewer folds).
+        common = np.logical_and.reduce(list(scored.values()))
+        scores = [Score((name,), self._score(oof[name], common), *runs[name]) for name in oof]
+        scores += self._ensembles(scores, oof, common)
+        best = max(scores, key=lambda s: (round(s.score, 6), -s.seconds))
+        table = [
+            {"classifier": s.name, "score": round(s.score, 4), "folds": s.folds, "seconds": round(s.seconds, 1)}
+            for s in sorted(scores, key=lambda s: -s.score)
+        ]
+        self._log_table(table, best, int(common.sum()), time.monotonic() - started)
+        thresholds: list[float] = []
+        if self.task.multi_label:
+            mean = np.mean([oof[m] for m in best.members], axis=0)
+            thresholds = tune_thresholds(_tensor(mean[common]), [tuple(t) for t in self.targets[common]])
+        return Decision([candidates[name] for name in best.members], table, self.metric, thresholds)
+
+    # --- scoring ------------------------------------------------------------------------------------------------
+
+    def _cross_validate(self, probs_for: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
+        n = len(self.train)
+        out = np.zeros((n, len(self.task.labels)), dtype=np.float32)
+        for fold in self.folds:
+            out[fold] = probs_for(np.setdiff1d(np.arange(n), fold), fold)
+        return out
+
+    def _score(self, probs: np.ndarray, mask: np.ndarray) -> float:
+        """Accuracy, or for multi-label data micro F1 at thresholds tuned on the same predictions."""
+        probs, targets = probs[mask], self.targets[mask]
+        if not len(probs):
+            return 0.0
+        if not self.task.multi_label:
+            return float((probs.argmax(1) == targets).mean())
+        thresholds = np.asarray(tune_thresholds(_tensor(probs), [tuple(t) for t in targets]))
+        decided = probs > thresholds
+        true_positives = float((decided & (targets == 1)).sum())
+        return 2 * true_positives / max(float(decided.sum() + targets.sum()), 1.0)
+
+    def _frozen_oof(self, x: np.ndarray, names: np.ndarray, scale: float) -> np.ndarray:
+        def fold(train_idx: np.ndarray, test_idx: np.ndarray) -> np.ndarray:
+            head = frozen_head(x[train_idx], self.targets[train_idx], names, scale, self.task)
+            return head.probabilities(x[test_idx])
+
+        return self._cross_validate(fold)
+
+    def _relative_size(self, base: str) -> float:
+        return self.sizes[base] / min(self.sizes.values())
+
+    def _tuned_fold_passes(self, base: str) -> float:
+        """A fold's fine-tuning and prediction, in passes of the smallest encoder over all the training texts."""
+        share = 1 - 1 / len(self.folds)
+        n_epochs = resolve(Hyperparameters(), "encoder", int(len(self.train) * share)).n_epochs
+        return self._relative_size(base) * (TRAINING_PASS_COST * n_epochs * share + (1 - share))
+
+    def _tuned_probs(self, base: str, train_idx: np.ndarray, test_idx: np.ndarray) -> np.ndarray:
+        """Fine-tune `base` on one fold's training part (no checkpoints kept) and predict its held-out part."""
+        from localft.training.run import encoder_run
+
+        with tempfile.TemporaryDirectory(prefix="localft-fold-") as scratch:
+            fold_spec = replace(self.spec, output_dir=Path(scratch), max_checkpoints=1, save_every_s=None)
+            learner, loop = encoder_run(
+                fold_spec, base, [self.train[i] for i in train_idx], self.task, _FoldSink(self.sink)
+            )
+            loop.run()
+            return learner.probabilities(learner.make_items([self.train[i] for i in test_idx]))
+
+    def _ensembles(self, singles: list[Score], oof: dict[str, np.ndarray], common: np.ndarray) -> list[Score]:
+        """Greedy: from the best single candidate, add the member that raises the score most, while it does."""
+        current, found = max(singles, key=lambda s: s.score), []
+        while len(current.members) < MAX_MEMBERS:
+            options = [
+                Score(
+                    (*current.members, other.members[0]),
+                    self._score(np.mean([oof[m] for m in (*current.members, other.members[0])], axis=0), common),
+                    min(current.folds, other.folds),
+                    current.seconds + other.seconds,
+                )
+                for other in singles
+                if other.members[0] not in current.members
+            ]
+            if not options:
+                break
+            option = max(options, key=lambda o: o.score)
+            if option.score < current.score + MIN_GAIN:
+                break
+            found.append(option)
+            current = option
+        return found
+
+    def _log_table(self, table: list[dict[str, Any]], best: Score, examples: int, seconds: float) -> None:
+        width = max(len(row["classifier"]) for row in table)
+        lines = [f"auto: classifiers scored in {seconds:.0f} s ({self.metric} on {examples} held-out examples):"]
+        for row in table:
+            lines.append(
+                f"  {row['classifier']:<{width}}  {row['score']:.4f}  ({row['folds']} folds, {row['seconds']:.0f} s)"
+            )
+        lines.append(f"auto: chose {best.name}")
+        self.sink.log("\n".join(lines))
+
+    def _check_stop(self) -> None:
+        if self.sink.should_stop():
+            raise TrainingCancelled("Training stopped while choosing the classifier.")
+
+
+class _FoldSink:
+    """A cross-validation fold trains quietly; a cancel or pause of the job still stops it."""
+
+    def __init__(self, job: EventSink) -> None:
+        self.job = job
+
+    def log(self, message: str, level: EventLevel = "info") -> None:
+        if level != "info":
+            self.job.log(f"auto (cross-validation): {message}", level)
+
+    def log_metrics(self, metrics: StepMetrics) -> None:
+        pass
+
+    def on_checkpoint(self, checkpoint: CheckpointInfo) -> None:
+        pass
+
+    def should_stop(self) -> bool:
+        return self.job.should_stop()
+
+
+# --- fitting the choice ---------------------------------------------------------------------------------------
+
+
+def _fit_chosen(
+    spec: TrainSpec,
+    sink: EventSink,
+    train: list[ChatExample],
+    texts: list[str],
+    task: TaskInfo,
+    shape: PromptShape,
+    decision: Decision,
+) -> TrainResult:
+    from localft.training.run import Additions, run_training
+
+    device = resolve_device(spec.device)
+    cache_dir = spec.cache_dir or Settings.from_env().cache_dir
+    targets = targets_of(train, task)
+    tuned = [c for c in decision.chosen if c.kind == "tuned"]
+    fixed = [c for c in decision.chosen if c.kind != "tuned"]
+    first = 1 if tuned else 0
+    companions = [
+        _fit_fixed(candidate, f"member-{first + i}", texts, targets, task, device, cache_dir)
+        for i, candidate in enumerate(fixed)
+    ]
+    names = " + ".join(c.name for c in decision.chosen)
+    selection = {**decision.to_dict(), "classifier": names}
+    if tuned:
+        beside = f", served with {' + '.join(c.member.name for c in companions)}" if companions else ""
+        sink.log(f"auto: fine-tuning {tuned[0].base_model}{beside}")
+        additions = Additions(companions, decision.thresholds, selection)
+        result = run_training(replace(spec, base_model=tuned[0].base_model), sink, additions)
+        return replace(result, hyperparameters={**result.hyperparameters, "classifier": names})
+    return _write_fixed(spec, sink, task, shape, companions, decision, selection, len(train))
+
+
+def _fit_fixed(
+    candidate: Candidate,
+    folder: str,
+    texts: list[str],
+    targets: np.ndarray,
+    task: TaskInfo,
+    device: str,
+    cache_dir: Path,
+) -> Companion:
+    n_labels = len(task.labels)
+    if candidate.kind == "tfidf":
+        tfidf = TfidfFeatures.fit(texts)
+        head = fit_head(tfidf.embed(texts), targets, n_labels, task.multi_label, HEAD_C)
+        return Companion(Member("tfidf", folder), tfidf, head)
+    max_length = MAX_LENGTH["encoder"]
+    features = load_encoder_features(local_model_dir(candidate.base_model, cache_dir), device, max_length)
+    names = features.embed([humanize(label) for label in task.labels])
+    head = frozen_head(features.embed(texts), targets, names, candidate.label_prior, task)
+    member = Member("encoder", folder, base_model=candidate.base_model, max_length=max_length)
+    return Companion(member, features, head)
+
+
+def _write_fixed(
+    spec: TrainSpec,
+    sink: EventSink,
+    task: TaskInfo,
+    shape: PromptShape,
+    companions: list[Companion],
+    decision: Decision,
+    selection: dict[str, Any],
+    n_examples: int,
+) -> TrainResult:
+    """A classifier of frozen members only: one checkpoint, written at once (no training loop)."""
+    metrics = _validation_metrics(spec, shape, task, companions, decision.thresholds)
+    step_metrics = StepMetrics(step=1, total_steps=1, train_loss=0.0, train_mean_token_accuracy=0.0, **metrics)
+    sink.log_metrics(step_metrics)
+    hyperparameters = {
+        "n_epochs": 1,
+        "batch_size": n_examples,
+        "learning_rate_multiplier": 1.0,
+        "classifier": selection["classifier"],
+    }
+    meta = CheckpointMeta(
+        base_model="auto",
+        family="classifier",
+        task="classification",
+        step=1,
+        epoch=1,
+        labels=list(task.labels),
+        multi_label=task.multi_label,
+        label_separator=task.label_separator,
+        none_label=task.none_label,
+        assistant_prefix=task.assistant_prefix,
+        thresholds=list(decision.thresholds),
+        max_length=MAX_LENGTH["encoder"],
+        hyperparameters={**hyperparameters, "seed": spec.seed},
+        metrics=step_metrics.as_event_data(),
+        members=[c.member.to_dict() for c in companions],
+        prompt_shape=shape.to_dict(),
+        selection=selection,
+    )
+    final = spec.output_dir / "step-000001"
+    folder = partial_dir(final)
+    for companion in companions:
+        save_member(folder, companion.member, companion.head, companion.features)
+    write_meta(folder, meta)
+    commit(folder, final)
+    sink.on_checkpoint(CheckpointInfo(step=1, epoch=1, path=final, metrics=step_metrics))
+    sink.log(f"Training finished: {selection['classifier']} fitted on {n_examples} examples")
+    return TrainResult(final, trained_tokens=0, steps=1, hyperparameters=hyperparameters, metrics=step_metrics)
+
+
+def _validation_metrics(
+    spec: TrainSpec, shape: PromptShape, task: TaskInfo, companions: list[Companion], thresholds: list[float]
+) -> dict[str, Any]:
+    """The classification metrics of the validation file, where there is one (as training reports at epoch ends)."""
+    from localft.eval.metrics import classification_metrics, multilabel_metrics
+
+    if spec.validation_file is None:
+        return {}
+    valid = read_examples(spec.validation_file)
+    texts = [shape.payload(ex.context) for ex in valid]
+    total = sum(c.member.weight for c in companions)
+    probs = sum(c.member.weight * c.head.probabilities(c.features.embed(texts)) for c in companions) / total
+    labels = task.labels
+    if task.multi_label:
+        gold = [task.label_set(ex.answer) for ex in valid]
+        decided = np.asarray(probs) > np.asarray(thresholds or [0.5] * len(labels))
+        pred = [[label for label, on in zip(labels, row, strict=True) if on] for row in decided]
+        multi = multilabel_metrics(gold, pred, labels)
+        values = {"exact_match": multi.exact_match, "micro_f1": multi.micro_f1, "macro_f1": multi.macro_f1}
+        accuracy = multi.exact_match
+    else:
+        single = classification_metrics(
+            [task.label_of(ex.answer).strip() for ex in valid], [labels[i] for i in np.asarray(probs).argmax(1)], labels
+        )
+        values = {"accuracy": single.accuracy, "macro_f1": single.macro_f1, "weighted_f1": single.weighted_f1}
+        accuracy = single.accuracy
+    return {"full_valid_mean_token_accuracy": accuracy, "classification": values}
+
+
+# --- helpers ----------------------------------------------------------------------------------------------------
+
+
+def installed_encoders() -> list[str]:
+    """The built-in sentence encoders whose weights are installed, smallest first."""
+    return [spec.name for spec in list_base_models() if spec.family == "encoder" and is_installed(spec)]
+
+
+def encoder_size(folder: Path) -> int:
+    """An encoder's multiply-adds per token in its layers (embeddings aside): what a pass over a text costs."""
+    config = json.loads((folder / "config.json").read_text())
+    hidden = int(config.get("hidden_size", config.get("dim", 768)))
+    layers = int(config.get("num_hidden_layers", config.get("n_layers", 12)))
+    inner = int(config.get("intermediate_size", config.get("hidden_dim", 4 * hidden)))
+    return layers * (4 * hidden * hidden + 2 * hidden * inner)
+
+
+def humanize(label: str) -> str:
+    """A label as words, for its embedding: `card_arrival` -> `card arrival`."""
+    return " ".join(label.replace("_", " ").replace("-", " ").split())
+
+
+def frozen_head(x: np.ndarray, targets: np.ndarray, names: np.ndarray, scale: float, task: TaskInfo) -> LinearHead:
+    """Logistic regression on frozen embeddings, plus `scale` x the label names' embeddings (a prior: each text's
+    cosine with each name added to the logits)."""
+    head = fit_head(x, targets, len(task.labels), task.multi_label, HEAD_C)
+    if scale:
+        head = LinearHead(head.weight + scale * names.astype(np.float32), head.bias, head.multi_label)
+    return head
+
+
+def targets_of(examples: Sequence[ChatExample], task: TaskInfo) -> np.ndarray:
+    """Label indices (single-label; -1 for an answer outside the labels) or a 0/1 matrix (multi-label)."""
+    if task.multi_label:
+        return np.array(
+            [[int(label in task.label_set(ex.answer)) for label in task.labels] for ex in examples], dtype=np.int64
+        )
+    index = {label: i for i, label in enumerate(task.labels)}
+    return np.array([index.get(task.label_of(ex.answer).strip(), -1) for ex in examples], dtype=np.int64)
+
+
+def make_folds(targets: np.ndarray, multi_label: bool, seed: int) -> list[np.ndarray]:
+    """Stratified folds: each label's examples dealt round the folds in a seeded order, so every fold holds about
+    the same share of every label (multi-label data: of every label combination)."""
+    keys = [",".join(map(str, row)) for row in targets] if multi_label else [str(t) for t in targets]
+    by_key: dict[str, list[int]] = {}
+    for i, key in enumerate(keys):
+        by_key.setdefault(key, []).append(i)
+    smallest = min(len(v) for v in by_key.values())
+    k = max(2, min(FOLDS, len(targets) // 2, max(smallest, 2)))
+    rng = random.Random(seed)
+    folds: list[list[int]] = [[] for _ in range(k)]
+    start = 0
+    for key in sorted(by_key):
+        members = by_key[key]
+        rng.shuffle(members)
+        for j, i in enumerate(members):
+            folds[(start + j) % k].append(i)
+        start += len(members)
+    return [np.array(sorted(f), dtype=np.int64) for f in folds if f]
+
+
+def _tfidf_probs(
+    texts: list[str], targets: np.ndarray, train_idx: np.ndarray, test_idx: np.ndarray, task: TaskInfo
+) -> np.ndarray:
+    tfidf = TfidfFeatures.fit([texts[i] for i in train_idx])
+    head = fit_head(
+        tfidf.embed([texts[i] for i in train_idx]), targets[train_idx], len(task.labels), task.multi_label, HEAD_C
+    )
+    return head.probabilities(tfidf.embed([texts[i] for i in test_idx]))
+
+
+def _tensor(values: np.ndarray) -> Any:
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))

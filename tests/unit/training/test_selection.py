@@ -1,0 +1,144 @@
+"""`model: "auto"` (`training.selection`) on the tiny models: candidates scored by cross-validation on the training
+file, the table in the events and the checkpoint, the winner fitted on everything and servable, resumable."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import localft.training.selection as selection
+from localft.errors import TrainingCancelled
+from localft.training import Hyperparameters, TrainSpec, run_training
+from localft.training.checkpoint import read_checkpoint
+from localft.training.selection import make_folds
+
+from .conftest import ListSink, chat, sentiment_records, write_jsonl
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture
+def tiny_auto(tiny_encoder: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """`auto` chooses among TF-IDF and the tiny encoder (frozen and tuned), as it would among the built-in ones."""
+    monkeypatch.setattr(selection, "installed_encoders", lambda: [str(tiny_encoder)])
+    return tiny_encoder
+
+
+def auto_spec(train: Path, out: Path, **kw: object) -> TrainSpec:
+    return TrainSpec(base_model="auto", training_file=train, output_dir=out, **kw)  # type: ignore[arg-type]
+
+
+def test_auto_scores_every_candidate_and_fits_the_best(tiny_auto: Path, tmp_path: Path) -> None:
+    train = write_jsonl(tmp_path / "t.jsonl", sentiment_records(4))
+    valid = write_jsonl(tmp_path / "v.jsonl", sentiment_records(1))
+    sink = ListSink()
+    result = run_training(auto_spec(train, tmp_path / "out", validation_file=valid), sink)
+
+    table = next(m for m in sink.messages if m.startswith("auto: classifiers scored"))
+    for name in ("tfidf", f"{tiny_auto} frozen", f"{tiny_auto} tuned"):
+        assert f"  {name}  " in table
+    meta = read_checkpoint(result.final_checkpoint)
+    assert meta.family == "classifier" and meta.labels == ["negative", "neutral", "positive"]
+    assert meta.selection is not None
+    rows = meta.selection["table"]
+    assert {r["classifier"] for r in rows} >= {"tfidf", f"{tiny_auto} frozen", f"{tiny_auto} tuned"}
+    best = max(rows, key=lambda r: r["score"])
+    assert meta.selection["classifier"] == best["classifier"] or best["score"] == pytest.approx(
+        next(r["score"] for r in rows if r["classifier"] == meta.selection["classifier"])
+    )
+    assert f"auto: chose {meta.selection['classifier']}" in table
+    assert result.hyperparameters["classifier"] == meta.selection["classifier"]
+    assert sorted(m["folder"] for m in meta.members) == [f"member-{i}" for i in range(len(meta.members))]
+    assert sink.checkpoints and sink.metrics[-1].classification["accuracy"] > 0.5
+
+
+def test_with_no_budget_for_tuning_a_frozen_choice_is_written_at_once(
+    tiny_auto: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(selection, "BUDGET_PASSES", 0.0)
+    train = write_jsonl(tmp_path / "t.jsonl", sentiment_records(4))
+    valid = write_jsonl(tmp_path / "v.jsonl", sentiment_records(1))
+    sink = ListSink()
+    result = run_training(auto_spec(train, tmp_path / "out", validation_file=valid), sink)
+    assert any("tuned is over the compute budget" in m for m in sink.messages)
+    meta = read_checkpoint(result.final_checkpoint)
+    assert result.final_checkpoint.name == "step-000001" and result.steps == 1
+    assert all(not m["tuned"] for m in meta.members)
+    assert "tuned" not in meta.selection["classifier"]  # type: ignore[index]
+    assert sink.metrics[-1].classification["accuracy"] == pytest.approx(meta.metrics["full_valid_accuracy"])
+    assert len(sink.checkpoints) == 1
+
+
+def test_multi_label_auto_scores_micro_f1_and_keeps_thresholds(tiny_auto: Path, tmp_path: Path) -> None:
+    rows = [
+        ("my bag was lost again", "lost,bag"),
+        ("the flight was great thanks", "none"),
+        ("lost my bag", "lost,bag"),
+        ("a question about the gate", "gate"),
+        ("the bag at the gate", "bag,gate"),
+        ("great flight", "none"),
+    ] * 4
+    train = write_jsonl(tmp_path / "t.jsonl", [chat(t, a) for t, a in rows])
+    sink = ListSink()
+    result = run_training(auto_spec(train, tmp_path / "out"), sink)
+    assert any("(micro_f1 on" in m for m in sink.messages)
+    meta = read_checkpoint(result.final_checkpoint)
+    assert meta.multi_label and len(meta.thresholds) == 3
+
+
+def test_free_text_answers_fine_tune_the_default_llm(
+    tiny_causal_lm: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(selection, "DEFAULT_BASE_MODEL", str(tiny_causal_lm))
+    records = [
+        chat(f"say something about {w}", f"here is a long free answer about {w} number {i}")
+        for i, w in enumerate(["bags", "gates", "flights", "crews", "seats", "meals", "delays", "fares"] * 2)
+    ]
+    train = write_jsonl(tmp_path / "t.jsonl", records)
+    sink = ListSink()
+    spec = replace(auto_spec(train, tmp_path / "out"), hyperparameters=Hyperparameters(n_epochs=1))
+    result = run_training(spec, sink)
+    assert any("free text, not labels" in m for m in sink.messages)
+    assert read_checkpoint(result.final_checkpoint).family == "causal_lm"
+
+
+def test_a_resumed_auto_job_trains_what_it_chose(
+    tiny_auto: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The choice is kept with the run: a job stopped while fine-tuning its choice resumes that fine-tune, without
+    scoring the candidates again."""
+    chosen = [selection.Candidate("tuned", str(tiny_auto)), selection.Candidate("tfidf")]
+    calls = []
+
+    def choose(self: selection.Selector) -> selection.Decision:
+        calls.append(1)
+        return selection.Decision(chosen, [{"classifier": "x", "score": 1.0, "folds": 5, "seconds": 0.0}])
+
+    monkeypatch.setattr(selection.Selector, "run", choose)
+    train = write_jsonl(tmp_path / "t.jsonl", sentiment_records(4))
+    spec = auto_spec(train, tmp_path / "out", hyperparameters=Hyperparameters(n_epochs=3))
+    stopping = ListSink(stop_after_checkpoints=1)
+    with pytest.raises(TrainingCancelled):
+        run_training(spec, stopping)
+    sink = ListSink()
+    result = run_training(replace(spec, resume_from=stopping.checkpoints[0].path), sink)
+    assert calls == [1]
+    assert f"auto: resuming the chosen classifier, {tiny_auto} tuned + tfidf" in sink.messages
+    meta = read_checkpoint(result.final_checkpoint)
+    assert [m["kind"] for m in meta.members] == ["encoder", "tfidf"] and meta.step == result.steps
+    assert meta.selection["classifier"] == f"{tiny_auto} tuned + tfidf"  # type: ignore[index]
+
+
+def test_folds_are_stratified_and_cover_every_example_once() -> None:
+    targets = np.array([0] * 10 + [1] * 10 + [2] * 5)
+    folds = make_folds(targets, False, seed=0)
+    assert len(folds) == 5
+    assert sorted(np.concatenate(folds).tolist()) == list(range(25))
+    for fold in folds:
+        assert sorted(np.bincount(targets[fold], minlength=3).tolist()) == [1, 2, 2]
+    assert [f.tolist() for f in make_folds(targets, False, seed=0)] == [f.tolist() for f in folds]
+    assert len(make_folds(np.array([0, 0, 1, 1]), False, seed=0)) == 2  # tiny data: at least two folds
