@@ -99,16 +99,18 @@ def train_data_parallel(
             PARENT_KEY: key.hex(),
             TRAIN_SPEC: base64.b64encode(pickle.dumps((replace(spec, device=device), additions))).decode(),
         }
-        started = [
-            subprocess.Popen(
-                [sys.executable, "-m", "localft.training.distributed"],
-                env={**env, "RANK": str(rank), "LOCAL_RANK": str(rank)},
-                stdin=subprocess.DEVNULL,
-                stdout=(logs / f"rank-{rank}.log").open("wb"),
-                stderr=subprocess.STDOUT,
-            )
-            for rank in range(processes)
-        ]
+        started = []
+        for rank in range(processes):
+            with (logs / f"rank-{rank}.log").open("wb") as log:  # the process keeps its own copy of the handle
+                started.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "localft.training.distributed"],
+                        env={**env, "RANK": str(rank), "LOCAL_RANK": str(rank)},
+                        stdin=subprocess.DEVNULL,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                    )
+                )
         try:
             connection = _accept(listener, started, logs)
             with connection:

@@ -3,7 +3,8 @@
 A family plugs in as a `Learner` (lora_causal.py, encoder_head.py): it turns a micro-batch into a summed loss and
 knows how to validate and save itself. The loop owns everything about time: the seeded data order, the optimizer and
 schedule, when to validate, when to write a checkpoint, and restoring all of it from `trainer_state.pt`, so a resumed
-run continues exactly where the uninterrupted one would be.
+run continues exactly where the uninterrupted one would be. Where several processes train one model
+(`training.parallel`), each runs this loop on its share of every batch and the first one reports and writes.
 """
 
 from __future__ import annotations
