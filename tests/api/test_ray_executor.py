@@ -48,6 +48,7 @@ def test_a_job_asks_for_a_gpu_where_the_cluster_has_them_else_cpus(settings: Set
     processes, request = resources_for(_job("smollm2-135m-instruct", {}), settings, gpus)
     assert processes == 1 and (request["num_gpus"], request["num_cpus"]) == (1, 1)
     assert request["memory"] == 2 * 2**30 + 135_000_000 * 6  # by the model's size
+    assert resources_for(_job("auto", {}), settings, gpus)[1] == request  # model selection: the default LLM's
     processes, request = resources_for(
         _job("minilm-l6", {"devices": 4}), dataclasses.replace(settings, job_cpus=3), {"CPU": 8.0}
     )

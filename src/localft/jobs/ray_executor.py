@@ -104,9 +104,11 @@ def resources_for(job: JobRecord, settings: Settings, cluster: dict[str, float])
 def model_memory(base_model: str) -> int:
     """Bytes of host memory a training process of `base_model` asks for: by its parameters (catalog) or its weight
     files (a folder)."""
-    from localft.base_models import get_spec, model_family
+    from localft.base_models import DEFAULT_BASE_MODEL, get_spec, model_family
 
     spec = get_spec(base_model)
+    if spec is None and not (Path(base_model) / "config.json").is_file():
+        spec = get_spec(DEFAULT_BASE_MODEL)  # a folder that went away fails on its node; ask for a usual job's
     if spec is not None:
         scale = {"K": 1e3, "M": 1e6, "B": 1e9}
         parameters = float(spec.params[:-1]) * scale.get(spec.params[-1].upper(), 1)
