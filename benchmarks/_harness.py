@@ -24,6 +24,7 @@ from typing import Any
 
 import openai
 
+from localft.eval.baseline import BASELINE_NAME
 from localft.eval.compare import Comparison, compare_models
 from localft.eval.runner import RunOptions
 from localft.eval.testset import AnswerFormat, Example, TestSet, load_testset, read_examples
@@ -314,6 +315,7 @@ class Bench:
         tag: str,
         cache_tag: str | None = None,
         concurrency: int = 4,
+        baselines: Sequence[str] = (BASELINE_NAME,),
     ) -> Comparison:
         """Score models (and TF-IDF when `train` is given) on the test set. Reports go to `reports/<tag>`; answers
         are cached in `answers/<cache_tag or tag>`, so tests sharing examples can share answers."""
@@ -328,6 +330,7 @@ class Bench:
             cache_dir=self.workdir / "answers" / (cache_tag or tag),
             training_times=training_times,
             log=log,
+            baselines=baselines,
         )
         comparison.save(self.workdir / "reports" / tag, plots=True)
         for line in comparison.summary_lines():

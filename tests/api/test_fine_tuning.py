@@ -37,7 +37,7 @@ def test_create_answers_at_once_then_validates_and_queues(
     assert job.object == "fine_tuning.job" and job.id.startswith("ftjob-")
     assert job.status in ("validating_files", "queued")
     assert (job.model, job.seed, job.metadata, job.user_provided_suffix) == (  # type: ignore[attr-defined]
-        "smollm2-135m-instruct", 7, {"team": "support"}, "airline",
+        "auto", 7, {"team": "support"}, "airline",
     )  # fmt: skip
     assert job.hyperparameters.n_epochs == 2 and job.hyperparameters.batch_size == "auto"
     assert job.hyperparameters.model_dump() == {"n_epochs": 2, "batch_size": "auto", "learning_rate_multiplier": "auto"}

@@ -2,12 +2,12 @@ from pathlib import Path
 
 import pytest
 
-from localft.base_models import DEFAULT_BASE_MODEL, is_known, list_base_models, local_model_dir, resolve_alias
+from localft.base_models import AUTO, is_known, list_base_models, local_model_dir, resolve_alias
 from localft.errors import ModelError
 
 
 def test_openai_names_resolve_to_builtin_models(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert resolve_alias("gpt-4o-mini-2024-07-18") == DEFAULT_BASE_MODEL
+    assert resolve_alias("gpt-4o-mini-2024-07-18") == AUTO
     assert resolve_alias("davinci-002") == "gemma-3-270m"
     assert resolve_alias("minilm-l6") == "minilm-l6"
     monkeypatch.setenv("LOCALFT_MODEL_ALIASES", "gpt-4o-mini=minilm-l6, router=/models/x")
@@ -17,8 +17,19 @@ def test_openai_names_resolve_to_builtin_models(monkeypatch: pytest.MonkeyPatch)
 
 def test_catalog_lists_default_and_opt_in_models() -> None:
     names = [spec.name for spec in list_base_models()]
-    assert {"smollm2-135m-instruct", "gemma-3-270m", "minilm-l6"} <= set(names)
-    assert "mpnet-base" not in [spec.name for spec in list_base_models(include_opt_in=False)]
+    assert {"smollm2-135m-instruct", "gemma-3-270m", "minilm-l6", "mpnet-base"} <= set(names)
+    default = [spec.name for spec in list_base_models(include_opt_in=False)]
+    assert "mpnet-base" in default  # `auto` scores it
+    assert "qwen2.5-coder-0.5b-instruct" not in default
+
+
+def test_auto_and_the_openai_chat_aliases_run_as_the_default_llm_where_nothing_is_chosen() -> None:
+    from localft.base_models import DEFAULT_BASE_MODEL, get_spec, runs_as
+
+    assert resolve_alias("gpt-4o-mini-2024-07-18") == AUTO and is_known("auto")
+    assert runs_as("gpt-4o-mini-2024-07-18") == runs_as("auto") == DEFAULT_BASE_MODEL
+    assert get_spec("auto") is get_spec(DEFAULT_BASE_MODEL)
+    assert runs_as("minilm-l6") == "minilm-l6"
 
 
 def test_local_folder_is_a_base_model(tiny_causal_lm: Path, tmp_path: Path) -> None:

@@ -9,14 +9,13 @@ for the duration of the command (its data lives in LOCALFT_HOME, so `localft ser
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import click
 import openai
 
-from localft.base_models import DEFAULT_BASE_MODEL
+from localft.base_models import AUTO
 from localft.cli.data import optional_prepare_options
 from localft.cli.jobs import EXIT_INTERRUPTED, hyperparameter_options, hyperparameters, scale_options, watch_to_end
 from localft.cli.render import (
@@ -34,13 +33,16 @@ from localft.data.summary import validation_summary
 from localft.data.validate import validate_file
 from localft.errors import InvalidRequestError, LocalftError
 
-EVAL_LIMIT = 200
-
 
 @click.command()
 @click.argument("data", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @optional_prepare_options
-@click.option("--model", default=DEFAULT_BASE_MODEL, show_default=True, help="Base model: name, alias or folder.")
+@click.option(
+    "--model",
+    default=AUTO,
+    show_default=True,
+    help="Base model: name, alias or folder; `auto` scores classifiers on the training data and trains the best.",
+)
 @click.option("--validation-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)
 @click.option("--test-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)
 @hyperparameter_options
@@ -77,9 +79,9 @@ def train(
     """Fine-tune MODEL on DATA: a CSV/TSV/JSONL table (with --text-col/--label-col) or prepared chat JSONL.
 
     \b
-    Example (airline tweets, 200 training and 100 test tweets, equal classes):
+    Example (airline tweets, 200 training and 100 test tweets, equal classes; `auto` picks the model):
       localft train Tweets.csv --text-col text --label-col airline_sentiment \\
-        --balanced --split train=200,test=100 --model smollm2-135m-instruct
+        --balanced --split train=200,test=100
     """
     splits = _prepare(data, prepare_opts, out_dir) if prepare_opts else {"train": data}
     if validation_file:
@@ -180,7 +182,7 @@ def _raise_for(job: Any) -> None:
 
 
 def _evaluate(conn: Any, model: str, splits: dict[str, Path]) -> Any:
-    """Score the fine-tuned model on (up to EVAL_LIMIT examples of) the test split, through the server."""
+    """Score the fine-tuned model on the whole test split, through the server."""
     from localft.eval.compare import evaluate_model
     from localft.eval.runner import RunOptions
     from localft.eval.testset import load_testset
@@ -190,8 +192,6 @@ def _evaluate(conn: Any, model: str, splits: dict[str, Path]) -> Any:
     except (InvalidRequestError, ValueError) as exc:
         click.echo(f"Skipping the evaluation: {exc}", err=True)
         return None
-    if len(testset.examples) > EVAL_LIMIT:
-        testset = replace(testset, examples=testset.examples[:EVAL_LIMIT])
     click.echo(f"Evaluating on {len(testset.examples)} held-out examples from {splits['test']}", err=True)
     return evaluate_model(testset, model, base_url=conn.base_url, options=RunOptions(progress=False))
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from localft.eval.baseline import BASELINE_NAME, fit_baseline, run_baseline
+from localft.eval.baseline import BASELINE_NAME, BASELINES, fit_baseline, run_baseline
 from localft.eval.report import EvalReport, build_report
 from localft.eval.runner import RunOptions, run_model
 from localft.eval.testset import Example, TestSet
@@ -220,8 +220,10 @@ def compare_models(
     cache_dir: Path | None = None,
     training_times: dict[str, float] | None = None,
     log: Callable[[str], None] | None = None,
+    baselines: Sequence[str] = (BASELINE_NAME,),
 ) -> Comparison:
-    """Score each model (and the TF-IDF baseline when `train` is given) on `testset`.
+    """Score each model (and the `baselines`, keys of `eval.baseline.BASELINES`, when `train` is given) on
+    `testset`.
 
     `sender(model)` gives an in-process transport per model; `local=True` says the models run in this process
     (in-process or an embedded server), so CPU seconds and memory are theirs. `training_times` maps model ids to
@@ -246,14 +248,15 @@ def compare_models(
             train_s=train_s,
         )
         comparison.rows.append(CompareRow(model, str(report.extra["kind"]), report, train_s=train_s))
-    if train is not None:
+    for kind in baselines if train is not None else ():
+        assert train is not None
         if log:
-            log(f"training the TF-IDF + logistic regression baseline on {len(train)} examples")
-        baseline = fit_baseline(train, testset)
+            log(f"training the {BASELINES[kind]} baseline on {len(train)} examples")
+        baseline = fit_baseline(train, testset, kind=kind)
         extra = {"kind": "baseline", "train_s": baseline.train_s, "model_mb": baseline.model_mb}
         report = build_report(testset, run_baseline(baseline, testset), extra=extra)
         comparison.rows.append(
-            CompareRow(BASELINE_NAME, "TF-IDF + LR", report, train_s=baseline.train_s, model_mb=baseline.model_mb)
+            CompareRow(kind, BASELINES[kind], report, train_s=baseline.train_s, model_mb=baseline.model_mb)
         )
     return comparison
 

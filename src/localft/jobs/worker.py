@@ -211,8 +211,12 @@ class Worker:
         """
         if "auto" not in job.hyperparameters.values() and not set(EXTENSION_KEYS) & set(job.hyperparameters):
             return
+        from localft.base_models import AUTO, resolve_alias
+
+        if resolve_alias(spec.base_model) == AUTO:
+            return  # what runs is chosen by scoring the data: the job shows it when training ends
         try:
-            from localft.base_models import local_model_dir, model_family, model_positions, resolve_alias
+            from localft.base_models import local_model_dir, model_family, model_positions
             from localft.training.auto import resolve, within_positions
             from localft.training.dataset import read_examples
 
@@ -306,9 +310,9 @@ def _default_train() -> Train:
 
 
 def _public_hyperparameters(resolved: dict[str, Any], requested: dict[str, Any]) -> dict[str, Any]:
-    """OpenAI's three as they ran, and localft's extensions (`max_length`, `lora_rank`, ...) where the job asked for
-    them."""
-    keys = [*OPENAI_KEYS, *(key for key in EXTENSION_KEYS if key in requested)]
+    """OpenAI's three as they ran, localft's extensions (`max_length`, `lora_rank`, ...) where the job asked for them,
+    and for `auto` jobs the `classifier` that was chosen (another extension)."""
+    keys = [*OPENAI_KEYS, "classifier", *(key for key in EXTENSION_KEYS if key in requested)]
     return {key: resolved[key] for key in keys if key in resolved}
 
 

@@ -157,6 +157,8 @@ class TrainLoop:
     max_checkpoints: int = 3
     save_every_s: float | None = None
     """Seconds of training between mid-epoch progress saves (checkpoint.py); None saves at epoch ends only."""
+    writes_checkpoints: bool = True
+    """False for runs whose weights are used in memory only (`auto`'s cross-validation folds)."""
     progress: _Progress = field(default_factory=_Progress)
     last_metrics: StepMetrics | None = None
     parallel: Collective = field(default_factory=OneProcess)
@@ -253,7 +255,7 @@ class TrainLoop:
             trained_tokens=self.progress.trained_tokens,
         )
 
-    def _end_epoch(self, epoch: int) -> Path:
+    def _end_epoch(self, epoch: int) -> Path | None:
         """Full validation, the epoch's metrics event, then a checkpoint."""
         last = self._last_step_metrics
         assert last is not None  # an epoch has at least one step
@@ -271,7 +273,7 @@ class TrainLoop:
             )
         self._report(last)
         self.last_metrics = last
-        return self._checkpoint(last)
+        return self._checkpoint(last) if self.writes_checkpoints else None
 
     def _report(self, metrics: StepMetrics) -> None:
         if self.parallel.is_writer:

@@ -268,10 +268,11 @@ class Selector:
         from localft.training.run import encoder_run
 
         with tempfile.TemporaryDirectory(prefix="localft-fold-") as scratch:
-            fold_spec = replace(self.spec, output_dir=Path(scratch), max_checkpoints=1, save_every_s=None)
+            fold_spec = replace(self.spec, output_dir=Path(scratch), save_every_s=None)
             learner, loop = encoder_run(
                 fold_spec, base, [self.train[i] for i in train_idx], self.task, _FoldSink(self.sink)
             )
+            loop.writes_checkpoints = False
             loop.run()
             return learner.probabilities(learner.make_items([self.train[i] for i in test_idx]))
 

@@ -20,7 +20,8 @@ def test_list_builtin_shows_catalog_and_status(monkeypatch: pytest.MonkeyPatch, 
     rows = {row["name"]: row for row in json.loads(result.output)}
     assert rows["smollm2-135m-instruct"]["family"] == "causal_lm"
     assert rows["smollm2-135m-instruct"]["status"] in {"installed", "not installed"}  # nothing converted here
-    assert rows["mpnet-base"]["status"] in {"opt-in", "installed", "ready"}
+    assert rows["mpnet-base"]["status"] in {"not installed", "installed", "ready"}  # installed by default now
+    assert rows["qwen2.5-coder-0.5b-instruct"]["status"] in {"opt-in", "installed", "ready"}
 
 
 def test_rm_builtin_deletes_only_the_converted_copy(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
