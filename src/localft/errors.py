@@ -7,7 +7,8 @@ LocalftError
 ├── DataValidationError      fine-tuning data that fails validation (carries the report's first errors)
 ├── ModelError               a model that cannot be found, fetched or loaded
 ├── TrainingError            training failed for a reason that is not the data's fault
-│   └── TrainingCancelled    the sink asked training to stop (cancel or pause)
+│   ├── TrainingCancelled    the sink asked training to stop (cancel or pause)
+│   └── TrainingInterrupted  a process or machine training the job was lost; the job resumes from its checkpoint
 └── StoreError               the job store could not do what was asked
 """
 
@@ -50,6 +51,11 @@ class TrainingError(LocalftError):
 
 class TrainingCancelled(TrainingError):
     """Training stopped because it was asked to (cancel or pause)."""
+
+
+class TrainingInterrupted(TrainingError):
+    """A process or a machine that trained the job was lost (killed, or its node died): not the job's fault, so the
+    job goes back to the queue and resumes from its newest checkpoint."""
 
 
 class StoreError(LocalftError):

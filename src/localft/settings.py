@@ -19,10 +19,22 @@ Int8Policy = Literal["auto", "on", "off"]
 INT8_CHOICES: tuple[Int8Policy, ...] = get_args(Int8Policy)
 CompilePolicy = Literal["auto", "on", "off"]
 COMPILE_CHOICES: tuple[CompilePolicy, ...] = get_args(CompilePolicy)
+Executor = Literal["embedded", "ray"]
+EXECUTOR_CHOICES: tuple[Executor, ...] = get_args(Executor)
+ALL_DEVICES = 0
+"""`devices` meaning every GPU the worker sees (`LOCALFT_DEVICES=all`)."""
 
 
 def _env(name: str, default: str | None = None) -> str | None:
     return os.environ.get(ENV_PREFIX + name, default)
+
+
+def _devices(raw: str) -> int:
+    if raw.strip().lower() == "all":
+        return ALL_DEVICES
+    if not raw.strip().isdigit() or int(raw) < 1:
+        raise ValueError(f"LOCALFT_DEVICES must be 'all' or a whole number from 1, not {raw!r}.")
+    return int(raw)
 
 
 @dataclass(frozen=True)
@@ -40,7 +52,17 @@ class Settings:
     api_keys: tuple[str, ...] = ()
     """Accepted bearer tokens (`LOCALFT_API_KEYS`, comma-separated). Empty: no authentication."""
     device: str = "auto"
-    """`auto` (CUDA when present, else CPU), `cpu` or `cuda[:N]` (`LOCALFT_DEVICE`)."""
+    """`auto` (CUDA when present, else Apple's `mps`, else CPU), `cpu`, `cuda[:N]` or `mps` (`LOCALFT_DEVICE`);
+    checked when the server or a worker starts (`localft.devices`)."""
+    devices: int = 1
+    """Data-parallel processes for a job that does not ask (`hyperparameters.devices`): one per GPU, or CPU
+    processes sharing the cores (`LOCALFT_DEVICES`; `all`, stored as `ALL_DEVICES`, is every GPU)."""
+    executor: Executor = "embedded"
+    """Who runs the queued jobs (`LOCALFT_EXECUTOR`, `localft serve --executor`): `embedded`, the worker thread in
+    the server (and `localft worker` processes); `ray`, a Ray cluster at `RAY_ADDRESS`, one task per job
+    (`localft.jobs.ray_executor`)."""
+    job_cpus: int = 1
+    """CPUs a job asks the Ray cluster for on a cluster without GPUs, per process (`LOCALFT_JOB_CPUS`)."""
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     """Largest accepted file upload (`LOCALFT_MAX_UPLOAD_BYTES`)."""
     embedded_worker: bool = True
@@ -62,6 +84,10 @@ class Settings:
     def __post_init__(self) -> None:
         if self.int8 not in INT8_CHOICES:
             raise ValueError(f"LOCALFT_INT8 must be one of {', '.join(INT8_CHOICES)}, not {self.int8!r}.")
+        if self.executor not in EXECUTOR_CHOICES:
+            raise ValueError(f"LOCALFT_EXECUTOR must be one of {', '.join(EXECUTOR_CHOICES)}, not {self.executor!r}.")
+        if self.devices < 0 or self.job_cpus < 1:
+            raise ValueError("LOCALFT_DEVICES must be 'all' or a whole number from 1, LOCALFT_JOB_CPUS from 1.")
         if self.compile_layers not in COMPILE_CHOICES:
             raise ValueError(
                 f"LOCALFT_COMPILE must be one of {', '.join(COMPILE_CHOICES)}, not {self.compile_layers!r}."
@@ -78,6 +104,9 @@ class Settings:
             port=int(_env("PORT", str(DEFAULT_PORT)) or DEFAULT_PORT),
             api_keys=tuple(k.strip() for k in keys.split(",") if k.strip()),
             device=_env("DEVICE", "auto") or "auto",
+            devices=_devices(_env("DEVICES", "1") or "1"),
+            executor=_env("EXECUTOR", "embedded") or "embedded",  # type: ignore[arg-type]  # checked in __post_init__
+            job_cpus=int(_env("JOB_CPUS", "1") or 1),
             max_upload_bytes=int(_env("MAX_UPLOAD_BYTES", str(DEFAULT_MAX_UPLOAD_BYTES)) or 0),
             embedded_worker=(_env("EMBEDDED_WORKER", "1") or "1") not in ("0", "false", "no"),
             organization=_env("ORGANIZATION", "localft") or "localft",

@@ -2,7 +2,8 @@
 
 Routes live under `/v1` (guarded by API keys when configured), plus `/health`, `/version` and the dashboard at
 `/` when `localft.web` is installed. The embedded worker, when enabled, runs jobs in a thread for the app's
-lifetime and hands a running job back to the queue on shutdown, so it resumes on the next start.
+lifetime and hands a running job back to the queue on shutdown, so it resumes on the next start; with
+`executor="ray"` that thread hands each queued job to a Ray cluster instead (`localft.jobs.ray_executor`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from localft.api.limits import UploadLimit
 from localft.api.models.router import router as models_router
 from localft.api.models.service import ModelService
 from localft.base_models import use_threads
+from localft.devices import describe
 from localft.jobs.files import FileStorage
 from localft.jobs.store import Store
 from localft.jobs.worker import DEFAULT_LEASE_SECONDS, Worker
@@ -37,6 +39,7 @@ from localft.settings import Settings
 
 if TYPE_CHECKING:
     from localft.inference.engine import InferenceEngine
+    from localft.jobs.ray_executor import RayExecutor
 
 log = logging.getLogger(__name__)
 
@@ -70,19 +73,27 @@ class _EngineHolder:
 
 
 def create_app(settings: Settings, *, lease_seconds: float = DEFAULT_LEASE_SECONDS) -> FastAPI:
-    """The application for `settings`; opens (and migrates) the database now."""
+    """The application for `settings`; opens (and migrates) the database now. A device that is not there
+    (`LOCALFT_DEVICE=cuda` on a CPU build of torch) raises `localft.devices.DeviceError` before anything starts."""
+    compute = describe(settings.device)
     settings.ensure_dirs()
     use_threads(settings.threads)
     store = Store.open(settings.db_url)
     storage = FileStorage(store, settings.files_dir)
     engine = _EngineHolder(settings)
-    worker = Worker(settings, store, lease_seconds=lease_seconds) if settings.embedded_worker else None
+    worker: Worker | RayExecutor | None = None
+    if settings.executor == "ray":
+        from localft.jobs.ray_executor import RayExecutor
+
+        worker = RayExecutor(settings, store, lease_seconds=lease_seconds)
+    elif settings.embedded_worker:
+        worker = Worker(settings, store, lease_seconds=lease_seconds)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         thread = None
         if worker is not None:
-            thread = threading.Thread(target=worker.run_forever, name="localft-worker", daemon=True)
+            thread = threading.Thread(target=worker.run_forever, name=f"localft-{settings.executor}", daemon=True)
             thread.start()
         else:
             # No worker here to pick them up: finish validations a crash interrupted.
@@ -107,6 +118,7 @@ def create_app(settings: Settings, *, lease_seconds: float = DEFAULT_LEASE_SECON
     app.state.settings = settings
     app.state.store = store
     app.state.worker = worker
+    app.state.compute = compute
     app.state.engine = engine
     app.state.files = FileService(storage, settings.max_upload_bytes)
     app.state.fine_tuning = FineTuningService(store, storage, settings.organization)

@@ -1,4 +1,4 @@
-"""Loading tokenizers, choosing a device, and the process's CPU settings (threads, reuse of freed memory); model
+"""Loading tokenizers and the process's CPU settings (threads, reuse of freed memory); model
 classes are loaded by the engines that know their family."""
 
 from __future__ import annotations
@@ -11,29 +11,11 @@ from typing import Any, TypeVar
 
 from localft.base_models.fetch import local_model_dir
 
+# Devices are chosen in `localft.devices`; re-exported here, where the engines have always found them.
+from localft.devices import native_bf16 as native_bf16
+from localft.devices import resolve_device as resolve_device
+
 T = TypeVar("T")
-
-
-def resolve_device(device: str = "auto") -> str:
-    """`auto` means CUDA when present, else CPU; anything else is passed through (`cpu`, `cuda:1`)."""
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-@cache
-def native_bf16(device: str) -> bool:
-    """Whether `device` multiplies bf16 natively: GPUs that support it, CPUs with AVX512-BF16 or AMX. Elsewhere
-    bf16 is emulated and slower than fp32, so training skips autocast and inference keeps fp32 weights."""
-    if device.startswith("cuda"):
-        import torch
-
-        return bool(torch.cuda.is_bf16_supported())
-    cpuinfo = Path("/proc/cpuinfo")
-    flags = cpuinfo.read_text() if cpuinfo.is_file() else ""
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 _threads = 0

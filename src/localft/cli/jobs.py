@@ -58,10 +58,55 @@ def hyperparameter_options(func: Any) -> Any:
     return click.option("--n-epochs", type=click.IntRange(1, 50), default=None, help="Default: auto.")(func)
 
 
-def hyperparameters(
-    n_epochs: int | None, batch_size: int | None, lr: float | None, max_length: int | None = None
+def scale_options(func: Any) -> Any:
+    """localft's LoRA and device hyperparameters: `--lora-rank`, `--lora-alpha`, `--lora-dropout`,
+    `--lora-target-modules`, `--devices`; each left out of the request unless given."""
+    func = click.option(
+        "--devices",
+        type=click.IntRange(1, 64),
+        default=None,
+        help="Data-parallel processes, one per GPU (a localft extension). Default: the worker's (LOCALFT_DEVICES).",
+    )(func)
+    func = click.option(
+        "--lora-target-modules",
+        default=None,
+        metavar="NAMES",
+        help="LLMs: comma-separated layers to adapt, or all-linear (a localft extension). Default: q/k/v/o_proj.",
+    )(func)
+    func = click.option(
+        "--lora-dropout", type=click.FloatRange(0, 1, max_open=True), default=None, help="LLMs. Default: 0."
+    )(func)
+    alpha = click.FloatRange(0, min_open=True)
+    func = click.option("--lora-alpha", type=alpha, default=None, help="LLMs. Default: 2 x the rank.")(func)
+    return click.option(
+        "--lora-rank", type=click.IntRange(1, 1024), default=None, help="LLMs: the LoRA rank. Default: 8."
+    )(func)
+
+
+def scale_hyperparameters(
+    lora_rank: int | None,
+    lora_alpha: float | None,
+    lora_dropout: float | None,
+    lora_target_modules: str | None,
+    devices: int | None,
 ) -> dict[str, Any]:
-    """The job's hyperparameters; `max_length` only when given, so the request stays OpenAI's otherwise."""
+    """The `scale_options` a command was given, as hyperparameters."""
+    targets = [name.strip() for name in lora_target_modules.split(",") if name.strip()] if lora_target_modules else None
+    given = {
+        "lora_rank": lora_rank,
+        "lora_alpha": lora_alpha,
+        "lora_dropout": lora_dropout,
+        "lora_target_modules": targets,
+        "devices": devices,
+    }
+    return {key: value for key, value in given.items() if value is not None}
+
+
+def hyperparameters(
+    n_epochs: int | None, batch_size: int | None, lr: float | None, max_length: int | None = None, **scale: Any
+) -> dict[str, Any]:
+    """The job's hyperparameters; localft's extensions (`max_length`, `scale_options`) only when given, so the
+    request stays OpenAI's otherwise."""
     chosen: dict[str, Any] = {
         "n_epochs": n_epochs if n_epochs is not None else "auto",
         "batch_size": batch_size if batch_size is not None else "auto",
@@ -69,6 +114,8 @@ def hyperparameters(
     }
     if max_length is not None:
         chosen["max_length"] = max_length
+    if scale:
+        chosen.update(scale_hyperparameters(**scale))
     return chosen
 
 
@@ -87,6 +134,7 @@ def _metadata(pairs: tuple[str, ...]) -> dict[str, str] | None:
 @click.option("--training-file", required=True, metavar="FILE_ID")
 @click.option("--validation-file", default=None, metavar="FILE_ID")
 @hyperparameter_options
+@scale_options
 @click.option("--suffix", default=None, help="Up to 64 characters in the fine-tuned model's name.")
 @click.option("--seed", type=int, default=None)
 @click.option("--metadata", "metadata_pairs", multiple=True, metavar="KEY=VALUE")
@@ -107,6 +155,7 @@ def create(
     watch: bool,
     base_url: str | None,
     as_json: bool,
+    **scale: Any,
 ) -> None:
     """Create a fine-tuning job from uploaded file ids."""
     params: dict[str, Any] = {
@@ -115,7 +164,7 @@ def create(
         "method": {
             "type": "supervised",
             "supervised": {
-                "hyperparameters": hyperparameters(n_epochs, batch_size, learning_rate_multiplier, max_length)
+                "hyperparameters": hyperparameters(n_epochs, batch_size, learning_rate_multiplier, max_length, **scale)
             },
         },
     }

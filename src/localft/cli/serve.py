@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import click
 
 from localft.jobs.worker import DEFAULT_LEASE_SECONDS
-from localft.settings import Settings
+from localft.settings import EXECUTOR_CHOICES, Settings
 
 
 @click.command()
@@ -30,6 +31,13 @@ from localft.settings import Settings
     show_default=True,
     help="How long a job stays with a worker that stopped sending heartbeats before another takes it over.",
 )
+@click.option(
+    "--executor",
+    type=click.Choice(EXECUTOR_CHOICES),
+    default=None,
+    help="Who runs queued jobs [env LOCALFT_EXECUTOR; default embedded]: the worker thread here (and "
+    "`localft worker` processes), or `ray`: one task per job on the Ray cluster at RAY_ADDRESS.",
+)
 @click.option("--log-level", default="info", show_default=True, help="uvicorn log level.")
 def serve(
     host: str | None,
@@ -37,6 +45,7 @@ def serve(
     home: Path | None,
     database_url: str | None,
     embedded_worker: bool | None,
+    executor: str | None,
     lease_seconds: float,
     log_level: str,
 ) -> None:
@@ -46,9 +55,11 @@ def serve(
     Example:
       localft serve
       LOCALFT_API_KEYS=secret localft serve --host 0.0.0.0 --port 8080
+      RAY_ADDRESS=head-node:6379 localft serve --executor ray --database-url postgresql+psycopg://...
     """
     from localft.api.server import exposure_warning
     from localft.api.server import serve as run_server
+    from localft.devices import DeviceError, describe
 
     overrides = {
         "host": host,
@@ -56,16 +67,27 @@ def serve(
         "home": home,
         "database_url": database_url,
         "embedded_worker": embedded_worker,
+        "executor": executor,
     }
     settings = Settings.from_env(**{k: v for k, v in overrides.items() if v is not None})
     warning = exposure_warning(settings)
     if warning:
         click.secho(warning, fg="yellow", err=True)
+    try:
+        compute = describe(settings.device)
+    except DeviceError as exc:
+        raise click.ClickException(exc.message) from None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    workers = "embedded worker" if settings.embedded_worker else "no embedded worker (run `localft worker`)"
+    if settings.executor == "ray":
+        workers = "jobs run on the Ray cluster at " + (os.environ.get("RAY_ADDRESS") or "a new local Ray instance")
+    elif settings.embedded_worker:
+        workers = "embedded worker"
+    else:
+        workers = "no embedded worker (run `localft worker`)"
     click.echo(
         f"localft: data in {settings.home.resolve()}, {settings.db_url.split(':', 1)[0]} database, {workers}; "
-        f"default base model {_default_model_note()}; OpenAI base_url http://{settings.host}:{settings.port}/v1",
+        f"computing on {compute.summary()}; default base model {_default_model_note()}; "
+        f"OpenAI base_url http://{settings.host}:{settings.port}/v1",
         err=True,
     )
     run_server(settings, lease_seconds=lease_seconds, log_level=log_level)

@@ -17,7 +17,7 @@ import openai
 
 from localft.base_models import AUTO
 from localft.cli.data import optional_prepare_options
-from localft.cli.jobs import EXIT_INTERRUPTED, hyperparameter_options, hyperparameters, watch_to_end
+from localft.cli.jobs import EXIT_INTERRUPTED, hyperparameter_options, hyperparameters, scale_options, watch_to_end
 from localft.cli.render import (
     EXIT_INVALID_DATA,
     EXIT_JOB_CANCELLED,
@@ -46,6 +46,7 @@ from localft.errors import InvalidRequestError, LocalftError
 @click.option("--validation-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)
 @click.option("--test-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)
 @hyperparameter_options
+@scale_options
 @click.option("--suffix", default=None, help="Part of the fine-tuned model's name.")
 @click.option(
     "-o",
@@ -73,6 +74,7 @@ def train(
     run_eval: bool,
     base_url: str | None,
     as_json: bool,
+    **scale: Any,
 ) -> None:
     """Fine-tune MODEL on DATA: a CSV/TSV/JSONL table (with --text-col/--label-col) or prepared chat JSONL.
 
@@ -95,7 +97,7 @@ def train(
     with connect(base_url, start_if_down=True) as conn, api_errors():
         if conn.embedded:
             click.echo(f"No server at {DEFAULT_BASE_URL}: running an embedded one for this command.", err=True)
-        chosen = hyperparameters(n_epochs, batch_size, learning_rate_multiplier, max_length)
+        chosen = hyperparameters(n_epochs, batch_size, learning_rate_multiplier, max_length, **scale)
         job = _start_job(conn.client, splits, model, chosen, suffix, seed)
         click.echo(f"Created {job.id} ({model}); follow it elsewhere with: localft jobs watch {job.id}", err=True)
         try:

@@ -37,11 +37,16 @@ def worker(home: Path | None, database_url: str | None, lease_seconds: float, po
       localft worker
     """
     from localft.base_models import use_threads
+    from localft.devices import DeviceError, describe
     from localft.jobs.store import Store
     from localft.jobs.worker import Worker
 
     overrides = {"home": home, "database_url": database_url}
     settings = Settings.from_env(**{k: v for k, v in overrides.items() if v is not None})
+    try:
+        compute = describe(settings.device)
+    except DeviceError as exc:
+        raise click.ClickException(exc.message) from None
     settings.ensure_dirs()
     use_threads(settings.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -54,7 +59,10 @@ def worker(home: Path | None, database_url: str | None, lease_seconds: float, po
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    click.echo(f"localft worker {runner.worker_id}: data in {settings.home.resolve()}", err=True)
+    click.echo(
+        f"localft worker {runner.worker_id}: data in {settings.home.resolve()}, computing on {compute.summary()}",
+        err=True,
+    )
     try:
         if once:
             runner.run_once()

@@ -189,30 +189,49 @@ class Store:
                 .limit(10)
             ).all()
         for job_id, status, previous_worker in candidates:
-            stale = status == "running"
-            with self.engine.begin() as conn:
-                guard = [table.c.id == job_id, table.c.status == status]
-                if stale:
-                    guard.append(table.c.lease_expires_at < now)
-                won = (
-                    conn.execute(
-                        update(table)
-                        .where(*guard)
-                        .values(
-                            status="running",
-                            worker_id=worker_id,
-                            lease_expires_at=now + lease_seconds,
-                            attempts=table.c.attempts + 1,
-                        )
-                    ).rowcount
-                    == 1
-                )
-                if won and stale:
-                    message = f"Worker {previous_worker} stopped while running this job; taken over by {worker_id}"
-                    conn.execute(schema.events.insert().values(**_event_values(job_id, message, "warn", "message")))
-            if won:
+            if self._claim(job_id, status, previous_worker, worker_id, lease_seconds, now):
                 return self.get_job(job_id)
         return None
+
+    def claim(self, job_id: str, worker_id: str, lease_seconds: float) -> JobRecord | None:
+        """Atomically take this job if it is queued, or running under a lease that ran out (a Ray task that was
+        given it: `localft.jobs.ray_executor`); None when it is neither."""
+        table = schema.jobs
+        now = time.time()
+        with self.engine.connect() as conn:
+            row = conn.execute(select(table.c.status, table.c.worker_id).where(table.c.id == job_id)).first()
+        if row is None or not self._claim(job_id, row.status, row.worker_id, worker_id, lease_seconds, now):
+            return None
+        return self.get_job(job_id)
+
+    def _claim(
+        self, job_id: str, status: str, previous_worker: str | None, worker_id: str, lease_seconds: float, now: float
+    ) -> bool:
+        table = schema.jobs
+        if status not in ("queued", "running"):
+            return False
+        stale = status == "running"
+        with self.engine.begin() as conn:
+            guard = [table.c.id == job_id, table.c.status == status]
+            if stale:
+                guard.append(table.c.lease_expires_at < now)
+            won = (
+                conn.execute(
+                    update(table)
+                    .where(*guard)
+                    .values(
+                        status="running",
+                        worker_id=worker_id,
+                        lease_expires_at=now + lease_seconds,
+                        attempts=table.c.attempts + 1,
+                    )
+                ).rowcount
+                == 1
+            )
+            if won and stale:
+                message = f"Worker {previous_worker} stopped while running this job; taken over by {worker_id}"
+                conn.execute(schema.events.insert().values(**_event_values(job_id, message, "warn", "message")))
+        return won
 
     def heartbeat(self, job_id: str, worker_id: str, lease_seconds: float) -> bool:
         """Renew the lease; False when the job is no longer this worker's running job (cancelled, paused, lost)."""

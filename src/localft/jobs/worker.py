@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 
 from localft import ids
 from localft.base_models import in_passing_thread
-from localft.errors import DataValidationError, LocalftError, TrainingCancelled
+from localft.errors import DataValidationError, LocalftError, TrainingCancelled, TrainingInterrupted
 from localft.jobs.files import FileStorage
 from localft.jobs.intake import validate_job
 from localft.jobs.results import result_csv
@@ -30,7 +30,7 @@ from localft.jobs.sink import KEEP_CHECKPOINTS, StoreSink
 from localft.jobs.store import Store
 from localft.settings import Settings
 from localft.training.checkpoint import latest_progress
-from localft.training.hparams import Hyperparameters
+from localft.training.hparams import EXTENSION_KEYS, OPENAI_KEYS, Hyperparameters
 from localft.training.interfaces import EventSink, TrainResult, TrainSpec
 
 log = logging.getLogger(__name__)
@@ -148,6 +148,10 @@ class Worker:
         except TrainingCancelled:
             self._stopped(job)
             return
+        except TrainingInterrupted as exc:
+            what = exc.message.splitlines()[0].partition(";")[0].rstrip(".:")
+            self._requeue(job, f"Training was interrupted ({what}): back in the queue, to resume from its checkpoint")
+            return
         except DataValidationError as exc:
             self._fail(job, exc.code or "invalid_training_file", exc.message, exc.param or "training_file")
             return
@@ -194,6 +198,7 @@ class Worker:
             cache_dir=self.settings.cache_dir,
             max_checkpoints=KEEP_CHECKPOINTS,
             compile_layers=self.settings.compile_layers,
+            devices=self.settings.devices,
         )
 
     def _show_resolved_hyperparameters(self, job: JobRecord, spec: TrainSpec) -> None:
@@ -204,7 +209,7 @@ class Worker:
         This asks the engine's own rules (training/auto.py) the same question; any problem here is left for
         training itself to report, so it is only logged.
         """
-        if "auto" not in job.hyperparameters.values() and "max_length" not in job.hyperparameters:
+        if "auto" not in job.hyperparameters.values() and not set(EXTENSION_KEYS) & set(job.hyperparameters):
             return
         from localft.base_models import AUTO, resolve_alias
 
@@ -219,6 +224,7 @@ class Worker:
             family = model_family(resolve_alias(spec.base_model), model_dir)
             asked = resolve(spec.hyperparameters, family, len(read_examples(spec.training_file)))
             resolved = within_positions(asked, model_positions(model_dir)).to_dict()
+            resolved["devices"] = job.hyperparameters.get("devices")  # as asked: the run decides the rest
         except Exception:
             log.warning("job %s: could not resolve hyperparameters early", job.id, exc_info=True)
             return
@@ -240,6 +246,14 @@ class Worker:
                 worker_id=None,
                 message="Worker stopping; job moved back to queued state and will resume from its last checkpoint",
             )
+
+    def _requeue(self, job: JobRecord, message: str) -> None:
+        """Training was interrupted by a lost process or machine: queue the job again (each try counts towards
+        `MAX_ATTEMPTS`, so a job that keeps killing its processes fails in the end)."""
+        self.store.transition(
+            job.id, expect=["running"], held_by=self.worker_id, status="queued", worker_id=None, message=message,
+            level="warn",
+        )  # fmt: skip
 
     def _fail(self, job: JobRecord, code: str, message: str, param: str | None = None) -> None:
         self.store.transition(
@@ -296,11 +310,9 @@ def _default_train() -> Train:
 
 
 def _public_hyperparameters(resolved: dict[str, Any], requested: dict[str, Any]) -> dict[str, Any]:
-    """OpenAI's three as they ran, `max_length` (a localft extension) where the job asked for it, and for `auto`
-    jobs the `classifier` that was chosen (another extension)."""
-    keys = ["n_epochs", "batch_size", "learning_rate_multiplier", "classifier"]
-    if "max_length" in requested:
-        keys.append("max_length")
+    """OpenAI's three as they ran, localft's extensions (`max_length`, `lora_rank`, ...) where the job asked for them,
+    and for `auto` jobs the `classifier` that was chosen (another extension)."""
+    keys = [*OPENAI_KEYS, "classifier", *(key for key in EXTENSION_KEYS if key in requested)]
     return {key: resolved[key] for key in keys if key in resolved}
 
 

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 from localft.data.budget import OPENAI_BUDGET, TrainingBudget, auto_n_epochs
+from localft.errors import InvalidRequestError
 from localft.training.hparams import Hyperparameters
 
 Family = Literal["causal_lm", "encoder"]
@@ -43,7 +44,10 @@ MIN_ENCODER_STEPS = 80
 MAX_ENCODER_EPOCHS_FOR_STEPS = 10
 """The most epochs `MIN_ENCODER_STEPS` may ask for: small files reach their best in fewer steps."""
 LORA_RANK = 8
-LORA_ALPHA = 16
+LORA_ALPHA_PER_RANK = 2.0
+"""`lora_alpha: "auto"` is this times the rank: 16 at rank 8, the adapter scale (alpha / rank = 2) the base learning
+rate was chosen at, kept when a job changes the rank."""
+LORA_ALPHA = LORA_RANK * LORA_ALPHA_PER_RANK
 
 
 @dataclass(frozen=True)
@@ -55,9 +59,15 @@ class Resolved:
     learning_rate_multiplier: float
     learning_rate: float
     max_length: int
+    lora_rank: int | None = None
+    """LLMs' LoRA shape (None for encoders, which are fine-tuned in full)."""
+    lora_alpha: float | None = None
+    lora_dropout: float | None = None
+    lora_target_modules: list[str] | None = None
+    """The layers given an adapter; None: the default rule, which the learner applies to the model's layers."""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {key: value for key, value in asdict(self).items() if value is not None}
 
 
 def resolve(hparams: Hyperparameters, family: Family, n_examples: int) -> Resolved:
@@ -74,12 +84,30 @@ def resolve(hparams: Hyperparameters, family: Family, n_examples: int) -> Resolv
     else:
         n_epochs = auto_n_epochs(n_examples)
     multiplier = 1.0 if hparams.learning_rate_multiplier == "auto" else float(hparams.learning_rate_multiplier)
-    return Resolved(
+    resolved = Resolved(
         n_epochs=n_epochs,
         batch_size=batch_size,
         learning_rate_multiplier=multiplier,
         learning_rate=BASE_LEARNING_RATE[family] * multiplier,
         max_length=MAX_LENGTH[family] if hparams.max_length == "auto" else hparams.max_length,
+    )
+    if family == "encoder":
+        if hparams.lora_given():
+            given = hparams.lora_given()
+            raise InvalidRequestError(
+                f"{', '.join(given)}: LoRA hyperparameters apply to LLMs, and an encoder is fine-tuned in full. "
+                "Remove them, or choose an LLM base model.",
+                param=f"hyperparameters.{given[0]}",
+                code="invalid_hyperparameters",
+            )
+        return resolved
+    rank = LORA_RANK if hparams.lora_rank == "auto" else hparams.lora_rank
+    return replace(
+        resolved,
+        lora_rank=rank,
+        lora_alpha=rank * LORA_ALPHA_PER_RANK if hparams.lora_alpha == "auto" else float(hparams.lora_alpha),
+        lora_dropout=0.0 if hparams.lora_dropout == "auto" else float(hparams.lora_dropout),
+        lora_target_modules=None if hparams.lora_target_modules == "auto" else list(hparams.lora_target_modules),
     )
 
 

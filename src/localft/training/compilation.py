@@ -1,4 +1,4 @@
-"""Compiled transformer layers for long training runs on the CPU (`torch.compile`, one layer at a time).
+"""Compiled transformer layers for long training runs (`torch.compile`, one layer at a time), on the CPU by default.
 
 A training step's matrix multiplies already run at this CPU's roof; much of the rest is element-wise work that eager
 PyTorch does one operator at a time, each a full pass over memory: RMS norms (Gemma 3 has six per layer), gated
@@ -18,7 +18,8 @@ compiled code: validation and inference (no gradients) run the layers as they ar
 recompilation. A layer is compiled, not the whole model: the layers share one compiled graph, which compiles once
 instead of once per layer, and the embedding and the loss stay eager.
 
-Inductor needs a C++ compiler. Where there is none, or compiling a probe fails, training runs eager and says so.
+Inductor needs a C++ compiler (Triton on a GPU). Where there is none, or compiling a probe fails, training runs eager
+and says so. `LOCALFT_COMPILE=on` compiles on a GPU too; `auto` does not, as nothing was measured there.
 """
 
 from __future__ import annotations
@@ -62,13 +63,13 @@ eager beyond."""
 def should_compile(
     policy: CompilePolicy, family: Family, planned_tokens: int, device: str, cached: bool = False
 ) -> bool:
-    """Whether a run compiles its layers: `on` and `off` as asked; `auto` on the CPU for runs of at least
-    `COMPILE_MIN_TOKENS` training tokens (`COMPILE_MIN_TOKENS_CACHED` where the kernels are `cached`). Never on other
-    devices (measured on CPUs only)."""
-    if policy == "off" or not device.startswith("cpu"):
-        return False
+    """Whether a run compiles its layers: `on` and `off` as asked, on any device; `auto` on the CPU for runs of at
+    least `COMPILE_MIN_TOKENS` training tokens (`COMPILE_MIN_TOKENS_CACHED` where the kernels are `cached`), and not
+    on other devices, where the gain and the compile time were never measured."""
+    if policy != "auto":
+        return policy == "on"
     threshold = (COMPILE_MIN_TOKENS_CACHED if cached else COMPILE_MIN_TOKENS)[family]
-    return policy == "on" or (threshold is not None and planned_tokens >= threshold)
+    return device.startswith("cpu") and threshold is not None and planned_tokens >= threshold
 
 
 def kernel_cache(model_cache: Path) -> Path:
@@ -104,7 +105,7 @@ def compile_layers(model: nn.Module, model_cache: Path | None = None) -> int:
     this machine cannot compile). Inductor's kernels are kept in `kernel_cache(model_cache)` across runs."""
     if model_cache is not None:
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(kernel_cache(model_cache))  # inductor reads it at each lookup
-    if not compiler_works():
+    if not compiler_works(next(model.parameters()).device.type):
         return 0
     import torch._dynamo
 
@@ -163,11 +164,12 @@ def _any_number_of_rows(hidden: torch.Tensor, mask: Any) -> None:
 
 
 @cache
-def compiler_works() -> bool:
-    """Whether inductor can build and run a kernel here (a C++ compiler and headers), forward and backward."""
+def compiler_works(device: str = "cpu") -> bool:
+    """Whether inductor can build and run a kernel for `device` here (a C++ compiler and headers on the CPU, Triton
+    on a GPU), forward and backward."""
     try:
         probe = torch.compile(lambda x: torch.sin(x) * 2 + 1, dynamic=True)
-        x = torch.randn(4, 8, requires_grad=True)
+        x = torch.randn(4, 8, device=device, requires_grad=True)
         probe(x).sum().backward()  # type: ignore[no-untyped-call]
         return x.grad is not None
     except Exception as exc:  # any failure means eager; the reason goes to the log

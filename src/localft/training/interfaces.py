@@ -104,6 +104,9 @@ class TrainSpec:
     compile_layers: CompilePolicy = "auto"
     """Run the model's layers compiled in training passes (`training.compilation`): `auto` where the run is long
     enough to repay compiling."""
+    devices: int = 1
+    """Data-parallel processes where the job's `hyperparameters.devices` is auto (the worker's `LOCALFT_DEVICES`;
+    0 is every GPU); more than one trains in processes of their own (`training.distributed`)."""
 
 
 @dataclass(frozen=True)

@@ -181,6 +181,8 @@ def attention_for_width(model: Any, width: int, compiled: bool = False) -> Itera
     default = model.config._attn_implementation
     limit = COMPILED_EAGER_MAX_WIDTH if compiled and torch.is_grad_enabled() else EAGER_MAX_WIDTH
     wanted = FAST_EAGER if width <= limit and _on_cpu(model) else default
+    if getattr(model, "is_activation_checkpointing", False):
+        wanted = default  # layers that recompute in the backward pass, after this block, must attend the same way
     if wanted == default or not model._can_set_attn_implementation():
         yield
         return

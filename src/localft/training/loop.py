@@ -3,7 +3,8 @@
 A family plugs in as a `Learner` (lora_causal.py, encoder_head.py): it turns a micro-batch into a summed loss and
 knows how to validate and save itself. The loop owns everything about time: the seeded data order, the optimizer and
 schedule, when to validate, when to write a checkpoint, and restoring all of it from `trainer_state.pt`, so a resumed
-run continues exactly where the uninterrupted one would be.
+run continues exactly where the uninterrupted one would be. Where several processes train one model
+(`training.parallel`), each runs this loop on its share of every batch and the first one reports and writes.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import torch
 
 from localft.base_models import native_bf16
 from localft.base_models.grouping import group_by_length
+from localft.devices import device_type
 from localft.errors import TrainingCancelled
 from localft.training.checkpoint import (
     CheckpointMeta,
@@ -31,6 +33,7 @@ from localft.training.checkpoint import (
 )
 from localft.training.dataset import ChatExample
 from localft.training.interfaces import CheckpointInfo, EventSink, StepMetrics
+from localft.training.parallel import Collective, OneProcess
 
 STATE_FILE = "trainer_state.pt"
 VALIDATIONS_PER_RUN = 10
@@ -158,6 +161,8 @@ class TrainLoop:
     """False for runs whose weights are used in memory only (`auto`'s cross-validation folds)."""
     progress: _Progress = field(default_factory=_Progress)
     last_metrics: StepMetrics | None = None
+    parallel: Collective = field(default_factory=OneProcess)
+    """The processes training this model together (`training.parallel`); one by default."""
 
     def __post_init__(self) -> None:
         torch.manual_seed(self.plan.seed)
@@ -194,18 +199,20 @@ class TrainLoop:
         last: Path | None = None
         per_epoch = steps_per_epoch(len(self.train_items), self.plan.batch_size)
         self._saved_at = time.monotonic()
+        self.parallel.same_start(self.parameters)
         for epoch in range(self.progress.epoch, self.plan.n_epochs):
             order = epoch_order(len(self.train_items), self.plan.seed, epoch)
             done = max(0, self.progress.step - epoch * per_epoch)  # steps of this epoch before a progress save
             for start in range(done * self.plan.batch_size, len(order), self.plan.batch_size):
-                if self.sink.should_stop():
+                if self.parallel.any(self.sink.should_stop()):
                     raise TrainingCancelled(f"Training stopped at step {self.progress.step} of {self.total_steps}.")
                 batch = [self.train_items[i] for i in order[start : start + self.plan.batch_size]]
                 metrics = self._step(batch, epoch)
                 self._last_step_metrics = metrics
                 if start + self.plan.batch_size < len(order):  # the epoch's last step is logged by _end_epoch
-                    self.sink.log_metrics(metrics)
-                    if self.save_every_s is not None and time.monotonic() - self._saved_at >= self.save_every_s:
+                    self._report(metrics)
+                    due = self.save_every_s is not None and time.monotonic() - self._saved_at >= self.save_every_s
+                    if self.parallel.any(due):  # one process's clock decides for all
                         self._save_progress(metrics)
             self.progress.epoch = epoch + 1
             last = self._end_epoch(epoch)
@@ -215,14 +222,19 @@ class TrainLoop:
         self.learner.set_training(True)
         targets = sum(self.learner.targets(item) for item in batch)
         lengths = [self.learner.tokens(item) for item in batch]
+        mine = self.parallel.share(batch)
         loss_total, correct = 0.0, 0
         # The batch runs in passes grouped by length. Normalising each pass by the whole batch's targets makes
-        # their accumulated gradient equal to one big batch's, whatever the grouping.
-        for part in group_by_length(batch, lengths, self.plan.tokens_per_forward, self.plan.forward_overhead):
+        # their accumulated gradient equal to one big batch's, whatever the grouping (and the processes' shares).
+        mine_lengths = [self.learner.tokens(item) for item in mine]
+        for part in group_by_length(mine, mine_lengths, self.plan.tokens_per_forward, self.plan.forward_overhead):
             out = self.learner.loss(part)
             (out.loss_sum / max(targets, 1)).backward()  # type: ignore[no-untyped-call]
             loss_total += float(out.loss_sum.detach())
             correct += out.n_correct
+        self.parallel.sum_gradients(self.parameters)
+        loss_total, summed_correct = self.parallel.sum(loss_total, correct)
+        correct = round(summed_correct)
         torch.nn.utils.clip_grad_norm_(self.parameters, MAX_GRAD_NORM)
         self.optimizer.step()
         self.scheduler.step()
@@ -230,8 +242,8 @@ class TrainLoop:
         self.progress.step += 1
         self.progress.trained_tokens += sum(lengths)
         valid: Evaluation | None = None
-        if self.valid_sample and self.progress.step % self.valid_every == 0:
-            valid = self.learner.evaluate(self.valid_sample, classify=False)
+        if self.valid_sample and self.progress.step % self.valid_every == 0 and self.parallel.is_writer:
+            valid = self.learner.evaluate(self.valid_sample, classify=False)  # reported by the writer only
         return StepMetrics(
             step=self.progress.step,
             total_steps=self.total_steps,
@@ -248,6 +260,7 @@ class TrainLoop:
         last = self._last_step_metrics
         assert last is not None  # an epoch has at least one step
         if self.valid_items:
+            # Every process validates: it may set state that training reads (an encoder's thresholds).
             full = self.learner.evaluate(self.valid_items, classify=True)
             sample = self.learner.evaluate(self.valid_sample, classify=False)
             last = replace(
@@ -258,12 +271,18 @@ class TrainLoop:
                 full_valid_mean_token_accuracy=full.token_accuracy,
                 classification=full.classification,
             )
-        self.sink.log_metrics(last)
+        self._report(last)
         self.last_metrics = last
         return self._checkpoint(last) if self.writes_checkpoints else None
 
+    def _report(self, metrics: StepMetrics) -> None:
+        if self.parallel.is_writer:
+            self.sink.log_metrics(metrics)
+
     def _checkpoint(self, metrics: StepMetrics) -> Path:
         step = self.progress.step
+        if not self.parallel.is_writer:
+            return self.output_dir / f"step-{step:06d}"
         final = self._write(self.output_dir / f"step-{step:06d}", metrics)
         remove_progress(self.output_dir)  # older than this checkpoint
         self._prune()
@@ -272,6 +291,9 @@ class TrainLoop:
 
     def _save_progress(self, metrics: StepMetrics) -> None:
         """A mid-epoch save to resume from after a crash; the one before it goes once this one is complete."""
+        self._saved_at = time.monotonic()
+        if not self.parallel.is_writer:
+            return
         saved = self._write(progress_dir(self.output_dir, self.progress.step), metrics)
         remove_progress(self.output_dir, keep=saved)
 
@@ -319,5 +341,4 @@ def bf16_available(device: str) -> bool:
 
 def autocast(device: str) -> torch.autocast:
     """Mixed precision for forward passes: weights and optimizer state stay fp32, matmuls run in bf16."""
-    device_type = "cuda" if device.startswith("cuda") else "cpu"
-    return torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16_available(device))
+    return torch.autocast(device_type(device), dtype=torch.bfloat16, enabled=bf16_available(device))

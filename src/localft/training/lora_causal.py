@@ -22,9 +22,12 @@ import torch
 import torch.nn.functional as F
 
 from localft.base_models.scoring import ScoreRow, score_rows
+from localft.devices import to_device
+from localft.errors import InvalidRequestError
 from localft.eval.metrics import classification_metrics, multilabel_metrics
 from localft.training.auto import LORA_ALPHA, LORA_RANK
 from localft.training.dataset import IGNORE, ChatEncoder, ChatExample, Encoded
+from localft.training.hparams import ALL_LINEAR
 from localft.training.kernels import attention_for_width
 from localft.training.loop import BatchLoss, Evaluation, ParameterGroup, autocast, bf16_available
 from localft.training.task import TaskInfo
@@ -33,6 +36,42 @@ ATTENTION_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj")
 VALIDATION_TOKENS_PER_PASS = 16 * 512
 """Padded tokens per validation scoring pass: 16 prompts at the default length (the scorer groups the prompts by
 length within it, and splits further where the logits would be too large)."""
+
+
+@dataclass(frozen=True)
+class LoraShape:
+    """The adapter a run trains: the job's `lora_*` hyperparameters, resolved (`training.auto`)."""
+
+    rank: int = LORA_RANK
+    alpha: float = LORA_ALPHA
+    dropout: float = 0.0
+    target_modules: list[str] | None = None
+    """Layer names, or `["all-linear"]`; None: the attention projections where the model names them so."""
+
+
+def lora_targets(model: Any, asked: list[str] | None) -> list[str]:
+    """The layers to adapt: the names asked for, each checked to be a linear layer of `model`, or by default the
+    attention projections q/k/v/o where the model has them all, else every linear layer."""
+    linear = sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules() if _is_linear(module)})
+    if asked is None:
+        return list(ATTENTION_PROJECTIONS) if set(ATTENTION_PROJECTIONS) <= set(linear) else [ALL_LINEAR]
+    if asked == [ALL_LINEAR]:
+        return asked
+    missing = [name for name in asked if name not in linear]
+    if missing:
+        raise InvalidRequestError(
+            f"lora_target_modules: {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not a linear layer of "
+            f"this model; its linear layers are {', '.join(linear)} (or use {ALL_LINEAR!r}).",
+            param="hyperparameters.lora_target_modules",
+            code="invalid_hyperparameters",
+        )
+    return list(asked)
+
+
+def _is_linear(module: Any) -> bool:
+    import transformers.pytorch_utils
+
+    return isinstance(module, torch.nn.Linear | transformers.pytorch_utils.Conv1D)
 
 
 @dataclass(frozen=True)
@@ -47,7 +86,15 @@ class CausalItem:
 class CausalLearner:
     """A causal LM wrapped with a LoRA adapter; implements `loop.Learner`."""
 
-    def __init__(self, model_dir: Path, tokenizer: Any, encoder: ChatEncoder, task: TaskInfo, device: str) -> None:
+    def __init__(
+        self,
+        model_dir: Path,
+        tokenizer: Any,
+        encoder: ChatEncoder,
+        task: TaskInfo,
+        device: str,
+        lora: LoraShape | None = None,
+    ) -> None:
         from peft import LoraConfig, get_peft_model
         from transformers import AutoModelForCausalLM
 
@@ -59,9 +106,13 @@ class CausalLearner:
         """Set once `training.compilation` compiled the model's layers: training passes pick attention for them."""
         base = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
         base.config.use_cache = False
-        names = {name.rsplit(".", 1)[-1] for name, _ in base.named_modules()}
-        targets: Any = list(ATTENTION_PROJECTIONS) if set(ATTENTION_PROJECTIONS) <= names else "all-linear"
-        config = LoraConfig(r=LORA_RANK, lora_alpha=LORA_ALPHA, lora_dropout=0.0, target_modules=targets)
+        lora = lora or LoraShape()
+        self.lora_targets = lora_targets(base, lora.target_modules)
+        """The layers given an adapter, as recorded with the job (`["all-linear"]` or names)."""
+        targets: Any = ALL_LINEAR if self.lora_targets == [ALL_LINEAR] else self.lora_targets
+        # peft types alpha as an int but only ever divides it by the rank: a float alpha scales as asked.
+        alpha: Any = lora.alpha
+        config = LoraConfig(r=lora.rank, lora_alpha=alpha, lora_dropout=lora.dropout, target_modules=targets)
         self.model: Any = get_peft_model(base, config).to(device)
         if bf16_available(device):
             # Frozen weights held in bf16, as inference holds them: peak memory for SmolLM2 fell from 2.2 to 1.7 GB
@@ -122,8 +173,11 @@ class CausalLearner:
                     gold.append(it.encoded.labels[t])
         target = torch.tensor(gold, device=self.device)
         with autocast(self.device), attention_for_width(self._causal, width, compiled=self.compiled_layers):
-            hidden = self._body(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).last_hidden_state
-            logits = self._head(hidden[torch.tensor(rows), torch.tensor(cols)]).float()
+            hidden = self._body(
+                input_ids=to_device(ids, self.device), attention_mask=to_device(mask, self.device)
+            ).last_hidden_state
+            at = to_device(torch.tensor(rows), self.device), to_device(torch.tensor(cols), self.device)
+            logits = self._head(hidden[at]).float()
         if self._softcap:
             logits = torch.tanh(logits / self._softcap) * self._softcap
         loss_sum = F.cross_entropy(logits, target, reduction="sum")

@@ -28,15 +28,19 @@ from localft.base_models import (
 from localft.base_models.prompt_shape import PromptShape
 from localft.base_models.templates import TemplateKind, template_kind
 from localft.classifier.head import HeadRecipe
+from localft.devices import device_type, free_memory, use_fast_matmul
 from localft.errors import DataValidationError, ModelError
 from localft.settings import Settings
 from localft.training.auto import FORWARD_OVERHEAD, TOKENS_PER_FORWARD, Family, Resolved, resolve, within_positions
 from localft.training.checkpoint import CheckpointMeta, read_checkpoint
 from localft.training.compilation import compile_layers, compiled_before, remember_compiled, should_compile
 from localft.training.dataset import ChatEncoder, ChatExample, read_examples
+from localft.training.distributed import processes_for, train_data_parallel
 from localft.training.encoder_head import Companion, EncoderLearner
 from localft.training.interfaces import EventSink, TrainResult, TrainSpec
 from localft.training.loop import Learner, Plan, TrainLoop, bf16_available
+from localft.training.memory import plan_memory, use_gradient_checkpointing
+from localft.training.parallel import Collective, OneProcess
 from localft.training.task import TaskInfo, detect_task
 
 MAX_FULL_VALIDATION = 500
@@ -66,8 +70,13 @@ class _Prepared:
     compiled: bool
 
 
-def run_training(spec: TrainSpec, sink: EventSink, additions: Additions | None = None) -> TrainResult:
-    """Fine-tune `spec.base_model` on `spec.training_file`; checkpoints go to `spec.output_dir/step-N/`."""
+def run_training(
+    spec: TrainSpec, sink: EventSink, additions: Additions | None = None, parallel: Collective | None = None
+) -> TrainResult:
+    """Fine-tune `spec.base_model` on `spec.training_file`; checkpoints go to `spec.output_dir/step-N/`.
+
+    A run that asks for more than one device (`hyperparameters.devices`, else `spec.devices`) starts its data-parallel
+    processes here (`training.distributed`); each of them runs this function with its `parallel` group."""
     apply_threads()  # the worker trains in its own thread
     reuse_freed_memory()
     resolved_name = resolve_alias(spec.base_model)
@@ -75,12 +84,18 @@ def run_training(spec: TrainSpec, sink: EventSink, additions: Additions | None =
         from localft.training.selection import run_auto
 
         return run_auto(spec, sink)
+    if parallel is None:
+        device = resolve_device(spec.device)
+        processes = processes_for(spec, device)
+        if processes > 1:
+            return train_data_parallel(spec, sink, processes, device, additions)
+        parallel = OneProcess()
     if resolved_name != spec.base_model:
         sink.log(f"Base model {spec.base_model} resolves to {resolved_name}")
     train = read_examples(spec.training_file)
     valid = read_examples(spec.validation_file) if spec.validation_file else []
     task = detect_task([ex.answer for ex in train], spec.task)
-    run = _prepare(spec, sink, resolved_name, train, valid, task, additions or Additions())
+    run = _prepare(spec, sink, resolved_name, train, valid, task, additions or Additions(), parallel)
     loop = run.loop
     if run.resume_from is not None:
         loop.resume(run.resume_from)
@@ -96,7 +111,7 @@ def run_training(spec: TrainSpec, sink: EventSink, additions: Additions | None =
         final_checkpoint=final,
         trained_tokens=loop.progress.trained_tokens,
         steps=loop.progress.step,
-        hyperparameters={**run.hp.to_dict(), "seed": spec.seed},
+        hyperparameters={**run.hp.to_dict(), "seed": spec.seed, "devices": parallel.world_size},
         metrics=loop.last_metrics,
     )
 
@@ -106,7 +121,8 @@ def fold_run(
 ) -> tuple[Learner, TrainLoop]:
     """The learner and loop of a run on examples already read, writing no checkpoints (`auto`'s cross-validation
     folds)."""
-    run = _prepare(replace(spec, resume_from=None), sink, base_model, train, [], task, Additions(head=head))
+    fold = replace(spec, resume_from=None)
+    run = _prepare(fold, sink, base_model, train, [], task, Additions(head=head), OneProcess())
     run.loop.writes_checkpoints = False
     return run.learner, run.loop
 
@@ -119,9 +135,11 @@ def _prepare(
     valid: list[ChatExample],
     task: TaskInfo,
     additions: Additions,
+    parallel: Collective,
 ) -> _Prepared:
     """The model, data, learner and loop of a run, up to its first step."""
     device = resolve_device(spec.device)
+    use_fast_matmul(device)
     cache_dir = spec.cache_dir or Settings.from_env().cache_dir
     model_dir = local_model_dir(resolved_name, cache_dir)
     family = model_family(resolved_name, model_dir)
@@ -142,6 +160,8 @@ def _prepare(
     tokenizer = _load_tokenizer(model_dir)
     shape = PromptShape.learn([ex.context for ex in train]) if task.task == "classification" else None
     learner, template = _build(family, model_dir, tokenizer, task, hp, device, spec, train, resolved_name, shape)
+    if family == "causal_lm":  # the layers the default rule picked, as recorded with the job
+        hp = replace(hp, lora_target_modules=learner.lora_targets)  # type: ignore[attr-defined]
     if isinstance(learner, EncoderLearner):
         learner.add_companions(additions.companions)
         if additions.thresholds:
@@ -152,6 +172,15 @@ def _prepare(
         learner.fit_class_weights(train_items)
         if resume_from is None:
             learner.start_head(train_items, additions.head)
+    memory = plan_memory(
+        learner.model.config,  # type: ignore[attr-defined]  # both learners hold a Hugging Face model
+        free_memory(device),
+        sum(p.numel() for group in learner.parameter_groups() for p in group.params),
+        hp.max_length,
+        TOKENS_PER_FORWARD[family],
+    )
+    if memory.checkpointing:
+        use_gradient_checkpointing(learner.model)  # type: ignore[attr-defined]
     precision = "bf16 autocast" if bf16_available(device) else "fp32"
     own_rates = "".join(
         f", {group.name} at {group.learning_rate(hp.learning_rate):g}"
@@ -159,15 +188,17 @@ def _prepare(
         if group.learning_rate(hp.learning_rate) != hp.learning_rate
     )
     sink.log(
-        f"Training {resolved_name} ({family}, {precision} on {device}): {hp.n_epochs} epochs, batch size "
-        f"{hp.batch_size}, learning rate {hp.learning_rate:g} (multiplier {hp.learning_rate_multiplier:g}"
-        f"{own_rates}), max length {hp.max_length} tokens"
+        f"Training {resolved_name} ({family}, {precision} on {_device_label(device, parallel.world_size)}): "
+        f"{hp.n_epochs} epochs, batch size {hp.batch_size}, learning rate {hp.learning_rate:g} (multiplier "
+        f"{hp.learning_rate_multiplier:g}{own_rates}), max length {hp.max_length} tokens"
     )
+    if memory.free_bytes is not None:
+        sink.log(f"GPU memory: {memory.describe()}")
     planned_tokens = hp.n_epochs * sum(learner.tokens(item) for item in train_items)
     cached = compiled_before(cache_dir, resolved_name)
     compiled = False
     if should_compile(spec.compile_layers, family, planned_tokens, device, cached):
-        compiled = _compile(learner, cache_dir, cached, sink)
+        compiled = _compile(learner, cache_dir, cached, sink, device)
 
     def meta_for(step: int, epoch: int, metrics: dict[str, Any]) -> CheckpointMeta:
         pooled = isinstance(learner, EncoderLearner)
@@ -184,7 +215,7 @@ def _prepare(
             assistant_prefix=task.assistant_prefix,
             thresholds=list(getattr(learner, "thresholds", [])),
             max_length=hp.max_length,
-            hyperparameters={**hp.to_dict(), "seed": spec.seed},
+            hyperparameters={**hp.to_dict(), "seed": spec.seed, "devices": parallel.world_size},
             metrics=metrics,
             chat_template=template,
             members=[m.to_dict() for m in learner.members()] if isinstance(learner, EncoderLearner) else [],
@@ -197,7 +228,7 @@ def _prepare(
         batch_size=hp.batch_size,
         learning_rate=hp.learning_rate,
         seed=spec.seed,
-        tokens_per_forward=TOKENS_PER_FORWARD[family],
+        tokens_per_forward=memory.tokens_per_forward,
         forward_overhead=FORWARD_OVERHEAD[family],
         weight_decay=0.01 if family == "encoder" else 0.0,
     )
@@ -211,23 +242,36 @@ def _prepare(
         meta_for,
         spec.max_checkpoints,
         spec.save_every_s,
+        parallel=parallel,
     )
     return _Prepared(learner, loop, hp, resume_from, compiled)
 
 
-def _compile(learner: Any, cache_dir: Path, cached: bool, sink: EventSink) -> bool:
+def _compile(learner: Any, cache_dir: Path, cached: bool, sink: EventSink, device: str) -> bool:
     """Compile the learner's layers (both learners hold a `model` and a `compiled_layers` flag)."""
     layers = compile_layers(learner.model, cache_dir)
     if not layers:
-        sink.log("torch.compile does not work on this machine (no C++ compiler?): training runs uncompiled", "warn")
+        needs = "a C++ compiler" if device == "cpu" else "Triton"
+        sink.log(f"torch.compile does not work on this machine (it needs {needs}): training runs uncompiled", "warn")
         return False
     learner.compiled_layers = True
     wait = "seconds: an earlier run's kernels are cached" if cached else "about half a minute the first time"
+    where = "this CPU" if device == "cpu" else device
     sink.log(
-        f"Compiling the model's {layers} layers for this CPU: faster steps for a long run; the first steps wait for "
+        f"Compiling the model's {layers} layers for {where}: faster steps for a long run; the first steps wait for "
         f"the compiler ({wait})"
     )
     return True
+
+
+def _device_label(device: str, processes: int) -> str:
+    """`cpu`, or a GPU with its name (`cuda:0, NVIDIA H100 80GB HBM3`), as job events show it; with the number of
+    data-parallel processes where there are several (`2 data-parallel processes on cuda, NVIDIA H100 ...`)."""
+    label = device
+    if device_type(device) == "cuda":
+        name = torch.cuda.get_device_name(torch.device(device))
+        label = f"{device_type(device) if processes > 1 else device}, {name}"
+    return f"{processes} data-parallel processes on {label}" if processes > 1 else label
 
 
 def _load_tokenizer(model_dir: Path) -> Any:
@@ -252,10 +296,13 @@ def _build(
     shape: PromptShape | None,
 ) -> tuple[Learner, TemplateKind]:
     if family == "causal_lm":
-        from localft.training.lora_causal import CausalLearner
+        from localft.training.lora_causal import CausalLearner, LoraShape
 
         kind = template_kind(tokenizer)
-        causal = CausalLearner(model_dir, tokenizer, ChatEncoder(tokenizer, kind, hp.max_length), task, device)
+        assert hp.lora_rank is not None and hp.lora_alpha is not None and hp.lora_dropout is not None  # an LLM's
+        lora = LoraShape(hp.lora_rank, hp.lora_alpha, hp.lora_dropout, hp.lora_target_modules)
+        encoder = ChatEncoder(tokenizer, kind, hp.max_length)
+        causal = CausalLearner(model_dir, tokenizer, encoder, task, device, lora)
         if task.multi_label:
             causal.use_observed_answers([ex.answer for ex in train])
         return causal, kind

@@ -49,7 +49,8 @@ def test_auto_compiles_llm_runs_long_enough_to_repay_it_on_the_cpu_only() -> Non
     assert not should_compile("auto", "encoder", 10**9, "cpu")  # an encoder's steps gained too little
     assert should_compile("on", "encoder", 1, "cpu")
     assert not should_compile("off", "causal_lm", 10**9, "cpu")
-    assert not should_compile("on", "causal_lm", 10**9, "cuda:0")
+    assert should_compile("on", "causal_lm", 1, "cuda:0")  # `on` means every run, on a GPU too
+    assert not should_compile("auto", "causal_lm", 10**9, "cuda:0")  # never measured on a GPU
 
 
 def test_the_repeated_layers_are_the_decoder_and_encoder_layers(tiny_causal_lm: Path, tiny_encoder: Path) -> None:

@@ -22,6 +22,23 @@ class HyperparametersIn(BaseModel):
     max_length: Auto | int | None = Field(
         default=None, description="localft extension: tokens each training example is cut to (default: auto)."
     )
+    lora_rank: Auto | int | None = Field(default=None, description="localft extension: LLMs' LoRA rank (auto: 8).")
+    lora_alpha: Auto | float | None = Field(
+        default=None, description="localft extension: LLMs' LoRA alpha (auto: twice the rank)."
+    )
+    lora_dropout: Auto | float | None = Field(
+        default=None, description="localft extension: dropout on LLMs' LoRA adapters (auto: 0)."
+    )
+    lora_target_modules: Auto | str | list[str] | None = Field(
+        default=None,
+        description='localft extension: layers given a LoRA adapter, e.g. ["q_proj", "v_proj"] or "all-linear" '
+        "(auto: the attention projections).",
+    )
+    devices: Auto | int | None = Field(
+        default=None,
+        description="localft extension: data-parallel processes (one per GPU) for this job (auto: the worker's "
+        "default, LOCALFT_DEVICES).",
+    )
 
 
 class SupervisedIn(BaseModel):
