@@ -163,19 +163,22 @@ def _slug(name: str) -> str:
 
 
 def model_kind(model: str) -> str:
-    """`zero-shot base`, `fine-tuned LLM`, `fine-tuned encoder` (or plain `fine-tuned`) from a model id or folder."""
-    from localft.base_models import get_spec
+    """`zero-shot base`, `fine-tuned LLM`, `fine-tuned encoder`, `fine-tuned classifier` (a pooled classifier), or
+    plain `fine-tuned` (an `auto` job's model, whose id does not say what it chose) from a model id or folder."""
+    from localft.base_models import AUTO, get_spec, resolve_alias
     from localft.training.checkpoint import META_FILE, read_checkpoint
 
     family: str | None = None
     if (Path(model) / META_FILE).is_file():
         family = read_checkpoint(Path(model)).family
     elif model.startswith("ft:"):
-        spec = get_spec(model.split(":")[1])
+        base = model.split(":")[1]
+        spec = None if resolve_alias(base) == AUTO else get_spec(base)
         family = spec.family if spec is not None else "unknown"
     if family is None:
         return "zero-shot base"
-    return {"causal_lm": "fine-tuned LLM", "encoder": "fine-tuned encoder"}.get(family, "fine-tuned")
+    kinds = {"causal_lm": "fine-tuned LLM", "encoder": "fine-tuned encoder", "classifier": "fine-tuned classifier"}
+    return kinds.get(family, "fine-tuned")
 
 
 def zero_shot_prompt(testset: TestSet) -> str:
