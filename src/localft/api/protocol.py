@@ -45,3 +45,16 @@ class Deleted(BaseModel):
     id: str
     object: str
     deleted: bool
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class ErrorResponse(BaseModel):
+    """OpenAI's error envelope, the body of every error status."""
+
+    error: ErrorDetail

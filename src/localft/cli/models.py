@@ -63,10 +63,12 @@ def pull(name: str) -> None:
       localft models pull gemma-3-270m
     """
     from localft.base_models import local_model_dir
+    from localft.base_models import pull as install
     from localft.errors import ModelError
     from localft.settings import Settings
 
     try:
+        install(name)
         folder = local_model_dir(name, Settings.from_env().cache_dir)
     except ModelError as exc:
         raise click.ClickException(exc.message) from exc

@@ -9,6 +9,9 @@ from typing import Any, Literal
 from localft.errors import InvalidRequestError
 
 Auto = Literal["auto"]
+MAX_LEARNING_RATE_MULTIPLIER = 100.0
+"""localft's own bound (OpenAI documents only "> 0"): far past where any run here still learns, and well short of
+the 1e308 that trained a model to NaN. Training also fails a job whose loss stops being finite (`training.loop`)."""
 
 
 @dataclass(frozen=True)
@@ -22,7 +25,7 @@ class Hyperparameters:
     batch_size: int | Auto = "auto"
     """Examples per optimizer step, 1-256; gradient accumulation is used when it does not fit in memory."""
     learning_rate_multiplier: float | Auto = "auto"
-    """Scales the model family's base learning rate; > 0."""
+    """Scales the model family's base learning rate; > 0 and at most `MAX_LEARNING_RATE_MULTIPLIER`."""
     max_length: int | Auto = "auto"
     """Tokens each example is cut to, 16-32,768 (at most the model's context); auto: 512 for LLMs, 256 for encoders
     (`training.auto.MAX_LENGTH`). An LLM's example loses the middle of its context, never its answer."""
@@ -32,9 +35,12 @@ class Hyperparameters:
         _check_int("batch_size", self.batch_size, 1, 256)
         _check_int("max_length", self.max_length, 16, 32_768)
         lr = self.learning_rate_multiplier
-        if lr != "auto" and (isinstance(lr, bool) or not isinstance(lr, int | float) or not lr > 0):
+        if lr != "auto" and (
+            isinstance(lr, bool) or not isinstance(lr, int | float) or not 0 < lr <= MAX_LEARNING_RATE_MULTIPLIER
+        ):
             raise InvalidRequestError(
-                f"Invalid learning_rate_multiplier {lr!r}: use 'auto' or a number greater than 0.",
+                f"Invalid learning_rate_multiplier {lr!r}: use 'auto' or a number greater than 0 and at most "
+                f"{MAX_LEARNING_RATE_MULTIPLIER:g}.",
                 param="hyperparameters.learning_rate_multiplier",
             )
 

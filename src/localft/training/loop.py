@@ -22,6 +22,7 @@ from localft.base_models import native_bf16
 from localft.base_models.grouping import group_by_length
 from localft.errors import TrainingCancelled, TrainingError
 from localft.training.checkpoint import (
+    STATE_FILE,
     CheckpointMeta,
     commit,
     partial_dir,
@@ -32,7 +33,6 @@ from localft.training.checkpoint import (
 from localft.training.dataset import ChatExample
 from localft.training.interfaces import CheckpointInfo, EventSink, StepMetrics
 
-STATE_FILE = "trainer_state.pt"
 VALIDATIONS_PER_RUN = 10
 """How many times per run the per-step metrics include a validation sample (every step would double the cost)."""
 VALID_SAMPLE = 16

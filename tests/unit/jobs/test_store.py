@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -109,22 +110,37 @@ def test_concurrent_claims_take_each_job_exactly_once(store: Store) -> None:
         assert (job.status, job.worker_id, job.attempts) == ("running", worker, 1)
 
 
-def test_expired_lease_is_taken_over_with_an_event(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    clock = SimpleNamespace(now=1000.0)
-    monkeypatch.setattr("localft.jobs.store.time", SimpleNamespace(time=lambda: clock.now))
+def test_expired_lease_is_taken_over_with_an_event(store: Store) -> None:
     store.add_job(_job(1))
-    first = store.claim_next("host:1:dead", lease_seconds=10)
+    first = store.claim_next("host:1:dead", lease_seconds=60)
     assert first is not None and first.worker_id == "host:1:dead"
-    clock.now += 9
     assert store.claim_next("host:2:alive", lease_seconds=60) is None  # lease still valid
-    clock.now += 2
     assert not store.heartbeat("ftjob-001", "someone-else", 60)
+    assert store.heartbeat("ftjob-001", "host:1:dead", -1)  # its last renewal ran out a second ago
     taken = store.claim_next("host:2:alive", lease_seconds=60)
     assert taken is not None and taken.worker_id == "host:2:alive" and taken.attempts == 2
     assert not store.heartbeat("ftjob-001", "host:1:dead", 60)  # the old worker learns it lost the job
     assert store.heartbeat("ftjob-001", "host:2:alive", 60)
     messages = [e.message for e in store.list_events("ftjob-001").data]
     assert messages[0].startswith("Worker host:1:dead stopped while running this job")
+
+
+def test_leases_and_event_times_follow_the_databases_clock_not_a_workers(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker whose clock runs a minute ahead must not see a healthy job's lease as run out, nor date events by
+    its own clock."""
+    store.add_job(_job(1))
+    assert store.claim_next("host:1:healthy", lease_seconds=30) is not None
+    true_time = time.time
+    monkeypatch.setattr(time, "time", lambda: true_time() + 60)  # this process is now the skewed worker
+    assert store.claim_next("host:2:skewed", lease_seconds=30) is None
+    assert store.get_job("ftjob-001").worker_id == "host:1:healthy"
+    assert store.heartbeat("ftjob-001", "host:1:healthy", 30)
+    store.add_event("ftjob-001", "logged by the skewed worker")
+    logged = store.list_events("ftjob-001", limit=1).data[0]
+    assert abs(logged.created_at - true_time()) < 30  # the database's time, not the skewed +60 s
+    assert abs(store.now() - true_time()) < 30
 
 
 def test_expire_lease_hands_a_dead_workers_job_over_now(store: Store) -> None:

@@ -2,9 +2,32 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+TokenId = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,9}$")]
+"""A `logit_bias` key: a token id, written as a string as JSON object keys are."""
+Bias = Annotated[float, Field(ge=-100, le=100)]
+
+
+class ContentPart(BaseModel):
+    """One part of a list-of-parts `content`; the text parts are what the models read."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    text: str | None = None
+
+
+class MessageIn(BaseModel):
+    """A message as OpenAI's SDK sends it; fields other than these (`tool_calls`, ...) are kept and ignored."""
+
+    model_config = ConfigDict(extra="allow")
+
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: str | list[ContentPart] | None = None
+    name: str | None = None
 
 
 class ChatCompletionRequest(BaseModel):
@@ -13,18 +36,20 @@ class ChatCompletionRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     model: str
-    messages: list[dict[str, Any]] = Field(min_length=1)
+    messages: list[MessageIn] = Field(min_length=1)
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
     n: int | None = Field(default=None, ge=1, le=16)
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=-(2**63), le=2**63 - 1, description="OpenAI's range: a 64-bit integer.")
     logprobs: bool | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
     response_format: dict[str, Any] | None = None
-    logit_bias: dict[str, float] | None = None
+    logit_bias: dict[TokenId, Bias] | None = Field(
+        default=None, description="Token id -> bias from -100 to 100, as OpenAI takes it; free generation only."
+    )
     stream: bool | None = None
 
 
