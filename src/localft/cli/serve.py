@@ -47,8 +47,10 @@ def serve(
       localft serve
       LOCALFT_API_KEYS=secret localft serve --host 0.0.0.0 --port 8080
     """
+    from localft.api.auth import KeyTable
     from localft.api.server import exposure_warning
     from localft.api.server import serve as run_server
+    from localft.jobs.data_folder import DataFolderMismatch
 
     overrides = {
         "host": host,
@@ -58,6 +60,10 @@ def serve(
         "embedded_worker": embedded_worker,
     }
     settings = Settings.from_env(**{k: v for k, v in overrides.items() if v is not None})
+    try:
+        KeyTable.from_settings(settings)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
     warning = exposure_warning(settings)
     if warning:
         click.secho(warning, fg="yellow", err=True)
@@ -68,7 +74,10 @@ def serve(
         f"default base model {_default_model_note()}; OpenAI base_url http://{settings.host}:{settings.port}/v1",
         err=True,
     )
-    run_server(settings, lease_seconds=lease_seconds, log_level=log_level)
+    try:
+        run_server(settings, lease_seconds=lease_seconds, log_level=log_level)
+    except DataFolderMismatch as exc:
+        raise click.ClickException(exc.message) from None
 
 
 def _default_model_note() -> str:

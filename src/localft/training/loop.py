@@ -8,6 +8,7 @@ run continues exactly where the uninterrupted one would be.
 
 from __future__ import annotations
 
+import math
 import random
 import shutil
 import time
@@ -246,7 +247,9 @@ class TrainLoop:
             (out.loss_sum / max(targets, 1)).backward()  # type: ignore[no-untyped-call]
             loss_total += float(out.loss_sum.detach())
             correct += out.n_correct
-        torch.nn.utils.clip_grad_norm_(self.parameters, MAX_GRAD_NORM)
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.parameters, MAX_GRAD_NORM))
+        if not (math.isfinite(loss_total) and math.isfinite(grad_norm)):
+            raise _diverged(self.progress.step + 1, self.total_steps, loss_total, grad_norm)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -321,6 +324,19 @@ class TrainLoop:
         folders = sorted(p for p in self.output_dir.glob("step-*") if p.is_dir() and not p.name.endswith(".partial"))
         for old in folders[: -self.max_checkpoints]:
             shutil.rmtree(old, ignore_errors=True)
+
+
+def _diverged(step: int, total: int, loss: float, grad_norm: float) -> TrainingError:
+    """The error that ends a run whose numbers stopped being finite: a model trained on from there would be NaN,
+    and publishing it would answer every request with an error."""
+    what = f"loss {loss}" if not math.isfinite(loss) else f"gradient norm {grad_norm}"
+    return TrainingError(
+        f"Training diverged at step {step} of {total}: the {what} is not a finite number, so no model was "
+        "published. The learning rate is too high for this model and data: lower learning_rate_multiplier (or "
+        "use 'auto') and create a new job.",
+        param="hyperparameters.learning_rate_multiplier",
+        code="non_finite_loss",
+    )
 
 
 def _linear_schedule(warmup: int, total: int) -> Callable[[int], float]:

@@ -84,6 +84,10 @@ class FineTuningJob(BaseModel):
     metadata: dict[str, str] | None
     method: dict[str, Any]
     user_provided_suffix: str | None
+    worker_id: str | None = Field(
+        default=None,
+        description="localft extension: the worker (host:pid:random) that runs the job, or last ran it.",
+    )
 
     @classmethod
     def of(cls, job: JobRecord) -> FineTuningJob:
@@ -107,6 +111,7 @@ class FineTuningJob(BaseModel):
             metadata=job.metadata,
             method=method,
             user_provided_suffix=job.suffix,
+            worker_id=job.worker_id,
         )
 
 
