@@ -28,7 +28,7 @@ from localft.api.files.router import router as files_router
 from localft.api.files.service import FileService
 from localft.api.fine_tuning.router import router as fine_tuning_router
 from localft.api.fine_tuning.service import FineTuningService
-from localft.api.limits import UploadLimit
+from localft.api.limits import NoNulInUrl, UploadLimit
 from localft.api.models.router import router as models_router
 from localft.api.models.service import ModelService
 from localft.api.workers import router as workers_router
@@ -126,6 +126,7 @@ def create_app(settings: Settings, *, lease_seconds: float = DEFAULT_LEASE_SECON
     app.state.chat = ChatService(store, settings.home, engine.get)
     errors.install(app)
     app.add_middleware(UploadLimit, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(NoNulInUrl)
     app.add_middleware(ApiKeys, keys=keys)  # outermost: no key, no work done for the request
 
     v1 = APIRouter(prefix="/v1")

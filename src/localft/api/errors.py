@@ -60,6 +60,10 @@ def _domain(_request: Request, exc: Exception) -> JSONResponse:
 def _validation(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "Invalid request."}
+    if first.get("type") == "json_invalid":  # its loc holds a character position, not a field
+        problem = (first.get("ctx") or {}).get("error", "invalid JSON")
+        message = f"We could not parse the JSON body of your request ({problem}); send one JSON object."
+        return JSONResponse(error_body(message, "invalid_request_error"), status_code=400)
     # loc starts with where the value came from ("body", "query", "path"); the rest is the field path.
     parts = [str(p) for p in first.get("loc", ())[1:]]
     param = ".".join(parts) or None

@@ -104,6 +104,7 @@ class FileStorage:
 
 
 def _display_name(filename: str) -> str:
-    """The caller's name, kept only for display: no folders, bounded length."""
-    name = filename.replace("\\", "/").rsplit("/", 1)[-1].strip() or "file"
-    return name[:255]
+    """The caller's name, kept only for display: no folders, no control characters, valid text, bounded length."""
+    name = filename.replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(c for c in name if c.isprintable()).encode("utf-8", "replace").decode("utf-8").strip()
+    return (name or "file")[:255]

@@ -45,6 +45,12 @@ class ChatService:
             raise InvalidRequestError("Streaming is not supported; call without stream=True.", param="stream")
         if request.top_logprobs and not request.logprobs:
             raise InvalidRequestError("top_logprobs requires logprobs=true.", param="top_logprobs")
+        if len(request.messages) == 1 and request.messages[0].role == "assistant":
+            raise InvalidRequestError(
+                "messages holds only an assistant message, which would be the start of the answer: add the "
+                "conversation it answers (at least one user or system message) before it.",
+                param="messages",
+            )
         artifact = resolve_model(self.store, self.home, request.model, project)
         missing = not_installed(artifact.base_model)
         if missing is not None:
