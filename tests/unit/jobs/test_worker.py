@@ -402,3 +402,23 @@ def test_a_worker_refuses_a_data_folder_that_is_not_the_servers(
     with pytest.raises(DataFolderMismatch, match="holds 0123456789abcdef"):
         check_data_folder(store, other)
     assert mark_data_folder(store, settings.home) == marked  # a restarted server keeps its mark
+
+
+def test_a_worker_whose_clock_runs_ahead_leaves_a_healthy_job_alone(
+    settings: Settings, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = _queued_job(settings, store)
+    trainer = ScriptedTrainer(wait_for_stop=threading.Event())
+    healthy = Worker(settings, store, worker_id="host:1:healthy", lease_seconds=30, poll_interval=0.01, train=trainer)
+    thread = threading.Thread(target=healthy.run_forever)
+    thread.start()
+    assert trainer.started.wait(10)
+    true_time = time.time
+    monkeypatch.setattr(time, "time", lambda: true_time() + 60)  # the second worker's clock is a minute ahead
+    skewed = Worker(settings, store, worker_id="host:2:skewed", lease_seconds=30, train=ScriptedTrainer())
+    assert not skewed.run_once()  # its first poll takes nothing
+    running = store.get_job(job.id)
+    assert (running.status, running.worker_id, running.attempts) == ("running", "host:1:healthy", 1)
+    assert not any("stopped while running this job" in m for m in _messages(store, job.id))
+    healthy.stop()
+    thread.join(10)
