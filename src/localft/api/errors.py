@@ -61,7 +61,8 @@ def _validation(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "Invalid request."}
     if first.get("type") == "json_invalid":  # its loc holds a character position, not a field
-        problem = (first.get("ctx") or {}).get("error", "invalid JSON")
+        ctx = first.get("ctx")
+        problem = ctx.get("error", "invalid JSON") if isinstance(ctx, dict) else "invalid JSON"
         message = f"We could not parse the JSON body of your request ({problem}); send one JSON object."
         return JSONResponse(error_body(message, "invalid_request_error"), status_code=400)
     # loc starts with where the value came from ("body", "query", "path"); the rest is the field path.

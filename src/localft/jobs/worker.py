@@ -83,6 +83,9 @@ class Worker:
         self.lease_seconds = lease_seconds
         self.poll_interval = poll_interval
         self._stop = threading.Event()
+        self._live_for = max(lease_seconds, 3 * poll_interval)
+        """How long the list of workers counts this one live after a report."""
+        self._reported_at = -float("inf")
 
     def stop(self) -> None:
         """Ask the loop to end; a running job is handed back to the queue and resumes later."""
@@ -94,7 +97,8 @@ class Worker:
         try:
             while not self._stop.is_set():
                 try:
-                    self.report_alive()
+                    if time.monotonic() - self._reported_at > self._live_for / 3:  # idle: now and then
+                        self.report_alive()
                     worked = self.run_once()
                 except Exception:  # the loop must survive anything one job or a DB hiccup throws
                     log.exception("worker %s: unexpected error", self.worker_id)
@@ -112,12 +116,9 @@ class Worker:
         host, _, rest = self.worker_id.partition(":")
         pid = rest.partition(":")[0]
         self.store.worker_seen(
-            self.worker_id,
-            host=host,
-            pid=int(pid) if pid.isdigit() else 0,
-            lease_seconds=max(self.lease_seconds, 3 * self.poll_interval),
-            job_id=job_id,
+            self.worker_id, host=host, pid=int(pid) if pid.isdigit() else 0, lease_seconds=self._live_for, job_id=job_id
         )
+        self._reported_at = time.monotonic()
 
     def run_once(self) -> bool:
         """Recover, then claim and run at most one job; returns whether a job was run."""
@@ -125,7 +126,11 @@ class Worker:
         job = self.store.claim_next(self.worker_id, self.lease_seconds)
         if job is None:
             return False
-        self.run_job(job)
+        self.report_alive(job.id)
+        try:
+            self.run_job(job)
+        finally:
+            self.report_alive()
         return True
 
     def recover(self, validations_older_than: float = 0) -> None:
