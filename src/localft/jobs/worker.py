@@ -154,13 +154,16 @@ class Worker:
             return
         resume = self._resume_point(job)
         logged_up_to = self.store.last_logged_step(job.id)
+        start = 0 if resume is None else resume.step
+        again = ""
+        if logged_up_to > start:
+            again = f" (steps {start + 1}-{logged_up_to} run again; their metrics were logged the first time)"
         if resume is not None:
-            again = ""
-            if logged_up_to > resume.step:
-                again = f" (steps {resume.step + 1}-{logged_up_to} run again; their metrics were logged the first time)"
             self.store.add_event(job.id, f"Resuming fine-tuning job from {resume.kind} at step {resume.step}{again}")
-        elif job.attempts > 1:
-            self.store.add_event(job.id, "Restarting fine-tuning job from the beginning (no checkpoint saved yet)")
+        elif job.attempts > 1 or logged_up_to:
+            self.store.add_event(
+                job.id, f"Restarting fine-tuning job from the beginning (no checkpoint saved yet){again}"
+            )
         else:
             self.store.add_event(job.id, "Fine-tuning job started")
         try:
@@ -173,7 +176,7 @@ class Worker:
                 home=self.settings.home,
                 lease_seconds=self.lease_seconds,
                 shutdown=self._stop,
-                logged_up_to=logged_up_to if resume is not None else 0,
+                logged_up_to=logged_up_to,
                 alive=lambda: self.report_alive(job.id),
             ) as sink:
                 self._show_resolved_hyperparameters(job, spec)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 
 import pytest
+import sqlalchemy
 
 from localft.errors import NotFoundError
-from localft.jobs import migrations
+from localft.jobs import migrations, schema
 from localft.jobs.schema import FileRecord, JobRecord, ModelRecord
 from localft.jobs.store import Store
 
@@ -38,6 +40,37 @@ def test_migrations_apply_once_in_order(db_url: str) -> None:
     second.add_file(_file(1))
     assert second.get_file("file-001").filename == "f1.jsonl"
     second.close()
+
+
+def test_a_database_from_before_projects_is_upgraded_in_place(db_url: str) -> None:
+    """Tables as the first two migrations made them (no `project` columns, no workers): opening adds them, and the
+    rows already there belong to no project, so only admin keys see them."""
+    from sqlalchemy import MetaData, create_engine
+
+    old = MetaData()
+    for table in (schema.files, schema.jobs, schema.events, schema.checkpoints, schema.models):
+        columns = [column.copy() for column in table.columns if column.name != "project"]
+        sqlalchemy.Table(table.name, old, *columns)
+    engine = create_engine(db_url)
+    with engine.begin() as conn:
+        old.create_all(conn)
+        schema.schema_migrations.create(conn)
+        for name in ("m001_initial", "m002_event_order_index"):
+            conn.execute(schema.schema_migrations.insert().values(name=name, applied_at=1))
+        conn.execute(old.tables["localft_files"].insert().values(**{
+            k: v for k, v in vars(_file(1)).items() if k != "project"
+        }))  # fmt: skip
+    engine.dispose()
+    upgraded = Store.open(db_url)
+    assert migrations.applied(upgraded.engine) == [name for name, _ in migrations.MIGRATIONS]
+    assert upgraded.get_file("file-001").project is None
+    with pytest.raises(NotFoundError):
+        upgraded.get_file("file-001", project="teamA")
+    upgraded.add_file(dataclasses.replace(_file(2), project="teamA"))
+    assert [f.id for f in upgraded.list_files(project="teamA").data] == ["file-002"]
+    upgraded.worker_seen("host:1:w", host="host", pid=1, lease_seconds=60, job_id=None)
+    assert [w.id for w in upgraded.live_workers()] == ["host:1:w"]
+    upgraded.close()
 
 
 def test_file_pages_follow_cursor_in_both_orders(store: Store) -> None:
