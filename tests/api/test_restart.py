@@ -179,3 +179,22 @@ def test_serve_warns_when_exposed_without_keys(tmp_path: Path, processes: list[s
     text = log.read_text()
     assert "WARNING: binding to 0.0.0.0 without API keys" in text
     assert "no embedded worker" in text and "sqlite database" in text
+
+
+def test_a_worker_that_does_not_see_the_servers_data_folder_refuses_to_start(
+    settings: Settings, tmp_path: Path, train_file: Path, helpers: Any
+) -> None:
+    api_only = dataclasses.replace(settings, embedded_worker=False)
+    with EmbeddedServer(api_only) as server:  # marks its data folder in the database
+        client = openai.OpenAI(base_url=server.base_url, api_key="x", max_retries=0)
+        upload = client.files.create(file=train_file.open("rb"), purpose="fine-tune")
+        job = client.fine_tuning.jobs.create(model="smollm2-135m-instruct", training_file=upload.id)
+        helpers.wait_for_status(client, job.id, {"queued"})
+        elsewhere = {**_env(tmp_path / "not-mounted", 0), "LOCALFT_DATABASE_URL": settings.db_url}
+        refused = subprocess.run(
+            [sys.executable, "-m", "localft", "worker", "--once"], env=elsewhere, capture_output=True, text=True
+        )
+        assert refused.returncode == 2, refused.stderr
+        assert "does not see the data folder of the database" in refused.stderr
+        assert "not-mounted has no .localft-data-id" in refused.stderr
+        assert client.fine_tuning.jobs.retrieve(job.id).status == "queued"  # no job was claimed and failed

@@ -1,9 +1,11 @@
 """`create_app(settings)`: the FastAPI application, its services on `app.state`, and the embedded worker.
 
-Routes live under `/v1` (guarded by API keys when configured), plus `/health`, `/version` and the dashboard at
-`/` when `localft.web` is installed. The embedded worker, when enabled, runs jobs in a thread for the app's
-lifetime and hands a running job back to the queue on shutdown, so it resumes on the next start; with
-`executor="ray"` that thread hands each queued job to a Ray cluster instead (`localft.jobs.ray_executor`).
+Routes live under `/v1` (guarded by API keys when configured, each key seeing its project), plus `/health`,
+`/version` and the dashboard at `/` when `localft.web` is installed. The embedded worker, when enabled, runs jobs
+in a thread for the app's lifetime and hands a running job back to the queue on shutdown, so it resumes on the next
+start; with `executor="ray"` that thread hands each queued job to a Ray cluster instead (`localft.jobs.ray_executor`).
+Creating the app marks the data folder as the database's (`jobs.data_folder`), or refuses to when the database
+belongs to another folder.
 """
 
 from __future__ import annotations
@@ -16,22 +18,24 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import APIRouter, FastAPI
 
 from localft import __version__
-from localft.api import errors, health
-from localft.api.auth import require_api_key
+from localft.api import errors, health, openapi
+from localft.api.auth import ApiKeys, KeyTable
 from localft.api.chat.router import router as chat_router
 from localft.api.chat.service import ChatService
 from localft.api.files.router import router as files_router
 from localft.api.files.service import FileService
 from localft.api.fine_tuning.router import router as fine_tuning_router
 from localft.api.fine_tuning.service import FineTuningService
-from localft.api.limits import UploadLimit
+from localft.api.limits import NoNulInUrl, UploadLimit
 from localft.api.models.router import router as models_router
 from localft.api.models.service import ModelService
-from localft.base_models import use_threads
+from localft.api.workers import router as workers_router
+from localft.base_models import use_auto_pull, use_threads
 from localft.devices import describe
+from localft.jobs.data_folder import mark_data_folder
 from localft.jobs.files import FileStorage
 from localft.jobs.store import Store
 from localft.jobs.worker import DEFAULT_LEASE_SECONDS, Worker
@@ -73,12 +77,21 @@ class _EngineHolder:
 
 
 def create_app(settings: Settings, *, lease_seconds: float = DEFAULT_LEASE_SECONDS) -> FastAPI:
-    """The application for `settings`; opens (and migrates) the database now. A device that is not there
-    (`LOCALFT_DEVICE=cuda` on a CPU build of torch) raises `localft.devices.DeviceError` before anything starts."""
+    """The application for `settings`; opens (and migrates) the database now. Raises ValueError for a bad key
+    configuration, DataFolderMismatch when the database belongs to another data folder, and
+    `localft.devices.DeviceError` for a device that is not there (`LOCALFT_DEVICE=cuda` on a CPU build of torch),
+    before anything starts."""
     compute = describe(settings.device)
+    keys = KeyTable.from_settings(settings)
     settings.ensure_dirs()
     use_threads(settings.threads)
+    use_auto_pull(settings.auto_pull)
     store = Store.open(settings.db_url)
+    try:
+        mark_data_folder(store, settings.home)
+    except Exception:
+        store.close()
+        raise
     storage = FileStorage(store, settings.files_dir)
     engine = _EngineHolder(settings)
     worker: Worker | RayExecutor | None = None
@@ -121,18 +134,21 @@ def create_app(settings: Settings, *, lease_seconds: float = DEFAULT_LEASE_SECON
     app.state.compute = compute
     app.state.engine = engine
     app.state.files = FileService(storage, settings.max_upload_bytes)
-    app.state.fine_tuning = FineTuningService(store, storage, settings.organization)
-    app.state.models = ModelService(store, settings.home, engine.evict)
+    app.state.fine_tuning = FineTuningService(store, storage, settings.organization, settings.jobs_dir)
+    app.state.models = ModelService(store, settings.home, settings.jobs_dir, engine.evict)
     app.state.chat = ChatService(store, settings.home, engine.get)
     errors.install(app)
     app.add_middleware(UploadLimit, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(NoNulInUrl)
+    app.add_middleware(ApiKeys, keys=keys)  # outermost: no key, no work done for the request
 
-    v1 = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)])
-    for router in (files_router, fine_tuning_router, models_router, chat_router):
+    v1 = APIRouter(prefix="/v1")
+    for router in (files_router, fine_tuning_router, models_router, chat_router, workers_router):
         v1.include_router(router)
     app.include_router(v1)
     app.include_router(health.router)
     _mount_dashboard(app)
+    openapi.install(app)
     return app
 
 

@@ -1,15 +1,19 @@
-"""Reject oversized uploads from their `Content-Length`, before a byte of the body is parsed or spooled.
+"""What a request may hold, checked before the app sees it: uploads no larger than the limit, URLs without NUL.
 
-Bodies without a length (chunked) are still bounded: the file service counts bytes while streaming to disk.
+Oversized uploads are refused from their `Content-Length`, before a byte of the body is parsed or spooled; bodies
+without a length (chunked) are still bounded: the file service counts bytes while streaming to disk. A NUL
+character in a URL names no object, and PostgreSQL refuses to even compare text holding one.
 """
 
 from __future__ import annotations
 
-import json
+from urllib.parse import unquote_to_bytes
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from localft.api.errors import error_body
+from localft.api.errors import send_error
+from localft.errors import InvalidRequestError
+from localft.jobs.files import FileTooLargeError
 
 _MULTIPART_SLACK = 64 * 1024
 """Room for the multipart boundaries and the `purpose` field around the file itself."""
@@ -27,38 +31,30 @@ class UploadLimit:
             headers = dict(scope["headers"])
             length = headers.get(b"content-length", b"").decode()
             if length.isdigit() and int(length) > self.max_bytes + _MULTIPART_SLACK:
-                body = error_body(
+                error = FileTooLargeError(
                     f"File too large: the request declares {length} bytes; the limit is {self.max_bytes} bytes "
                     "(LOCALFT_MAX_UPLOAD_BYTES).",
-                    "invalid_request_error",
-                    "file",
-                    "file_too_large",
+                    param="file",
+                    code="file_too_large",
                 )
-                payload = json.dumps(body).encode()
-                await _discard_body(receive)
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 413,
-                        "headers": [
-                            (b"content-type", b"application/json"),
-                            (b"content-length", str(len(payload)).encode()),
-                            (b"connection", b"close"),
-                        ],
-                    }
-                )
-                await send({"type": "http.response.body", "body": payload})
+                await send_error(scope, receive, send, error)
                 return
         await self.app(scope, receive, send)
 
 
-async def _discard_body(receive: Receive) -> None:
-    """Read the rest of the request and throw it away, keeping nothing.
+class NoNulInUrl:
+    """ASGI middleware: 400 in OpenAI's envelope for a path or query string holding a NUL character."""
 
-    Answering while the client is still sending makes the server close a socket with unread data, which the
-    kernel turns into a reset; the client then loses the 413 it was sent and reports a connection error instead.
-    """
-    while True:
-        message = await receive()
-        if message["type"] != "http.request" or not message.get("more_body", False):
-            return
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            raw = scope.get("raw_path") or scope["path"].encode("utf-8", "surrogateescape")
+            if b"\x00" in unquote_to_bytes(raw) or b"\x00" in unquote_to_bytes(scope.get("query_string", b"")):
+                error = InvalidRequestError(
+                    "The URL holds a NUL character (%00), which no id or parameter may contain.", code="invalid_url"
+                )
+                await send_error(scope, receive, send, error)
+                return
+        await self.app(scope, receive, send)

@@ -1,11 +1,21 @@
-"""Wire shapes shared by every resource: OpenAI's cursor page and deletion answer."""
+"""Wire shapes shared by every resource: OpenAI's cursor page, deletion answer and error envelope."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Generic, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Annotated, Generic, Literal, Protocol, TypeVar
 
-from pydantic import BaseModel
+from pydantic import AfterValidator, BaseModel
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain a NUL character")
+    return value
+
+
+Name = Annotated[str, AfterValidator(_no_nul)]
+"""A string that names something stored (an id, a model, a metadata key): no NUL, which PostgreSQL cannot hold."""
 
 
 class _HasId(Protocol):
@@ -45,3 +55,16 @@ class Deleted(BaseModel):
     id: str
     object: str
     deleted: bool
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class ErrorResponse(BaseModel):
+    """OpenAI's error envelope, the body of every error status."""
+
+    error: ErrorDetail

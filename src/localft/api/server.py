@@ -13,6 +13,7 @@ import time
 from types import TracebackType
 
 import uvicorn
+from fastapi import FastAPI
 
 from localft.api.app import create_app
 from localft.api.auth import is_loopback
@@ -24,11 +25,12 @@ log = logging.getLogger(__name__)
 
 def exposure_warning(settings: Settings) -> str | None:
     """The warning to print when the server would be reachable from other machines without API keys."""
-    if is_loopback(settings.host) or settings.api_keys:
+    if is_loopback(settings.host) or settings.api_keys or settings.api_keys_file:
         return None
     return (
         f"WARNING: binding to {settings.host} without API keys: anyone who can reach this port can upload data, "
-        "train and delete models. Set LOCALFT_API_KEYS=key1,key2 to require 'Authorization: Bearer <key>'."
+        "train and delete models. Set LOCALFT_API_KEYS=key1,key2 (or key1:project1,...) to require "
+        "'Authorization: Bearer <key>'."
     )
 
 
@@ -54,6 +56,8 @@ class EmbeddedServer:
         self._socket: socket.socket | None = None
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
+        self.app: FastAPI | None = None
+        """The running application (tests reach its services through `app.state`)."""
 
     @property
     def port(self) -> int:
@@ -72,7 +76,7 @@ class EmbeddedServer:
         return f"{self.root_url}/v1"
 
     def start(self) -> EmbeddedServer:
-        app = create_app(self.settings, lease_seconds=self.lease_seconds)
+        app = self.app = create_app(self.settings, lease_seconds=self.lease_seconds)
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))

@@ -14,7 +14,7 @@ from localft.base_models.catalog import (
     runs_as,
 )
 from localft.base_models.family import model_family, model_positions
-from localft.base_models.fetch import is_installed, local_model_dir, pull
+from localft.base_models.fetch import is_installed, local_model_dir, not_installed, pull, use_auto_pull
 from localft.base_models.loading import (
     apply_threads,
     in_passing_thread,
@@ -40,10 +40,12 @@ __all__ = [
     "model_family",
     "model_positions",
     "native_bf16",
+    "not_installed",
     "pull",
     "resolve_alias",
     "resolve_device",
     "reuse_freed_memory",
     "runs_as",
+    "use_auto_pull",
     "use_threads",
 ]

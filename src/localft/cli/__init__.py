@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "validate": "data:validate",
     "serve": "serve:serve",
     "worker": "worker:worker",
+    "workers": "worker:workers",
     "models": "models:models",
     "files": "files:files",
     "jobs": "jobs:jobs",

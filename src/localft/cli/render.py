@@ -113,7 +113,7 @@ def print_fields(data: dict[str, Any]) -> None:
         click.echo(f"{key.ljust(width)}  {_cell(value)}")
 
 
-TIME_FIELDS = ("created_at", "finished_at", "created", "estimated_finish")
+TIME_FIELDS = ("created_at", "finished_at", "created", "estimated_finish", "started_at", "last_seen_at")
 """Unix timestamps in the API's objects, shown as UTC dates in tables and field lists (JSON keeps the numbers)."""
 
 

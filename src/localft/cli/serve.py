@@ -57,9 +57,11 @@ def serve(
       LOCALFT_API_KEYS=secret localft serve --host 0.0.0.0 --port 8080
       RAY_ADDRESS=head-node:6379 localft serve --executor ray --database-url postgresql+psycopg://...
     """
+    from localft.api.auth import KeyTable
     from localft.api.server import exposure_warning
     from localft.api.server import serve as run_server
     from localft.devices import DeviceError, describe
+    from localft.jobs.data_folder import DataFolderMismatch
 
     overrides = {
         "host": host,
@@ -70,6 +72,10 @@ def serve(
         "executor": executor,
     }
     settings = Settings.from_env(**{k: v for k, v in overrides.items() if v is not None})
+    try:
+        KeyTable.from_settings(settings)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
     warning = exposure_warning(settings)
     if warning:
         click.secho(warning, fg="yellow", err=True)
@@ -90,7 +96,10 @@ def serve(
         f"OpenAI base_url http://{settings.host}:{settings.port}/v1",
         err=True,
     )
-    run_server(settings, lease_seconds=lease_seconds, log_level=log_level)
+    try:
+        run_server(settings, lease_seconds=lease_seconds, log_level=log_level)
+    except DataFolderMismatch as exc:
+        raise click.ClickException(exc.message) from None
 
 
 def _default_model_note() -> str:

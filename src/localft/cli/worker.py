@@ -1,4 +1,5 @@
-"""`localft worker`: a training worker process that takes jobs from the server's database."""
+"""`localft worker`: a training worker process that takes jobs from the server's database; `localft workers`: the
+live ones, as the server sees them."""
 
 from __future__ import annotations
 
@@ -9,8 +10,13 @@ from types import FrameType
 
 import click
 
+from localft.cli.render import api_errors, base_url_option, emit_list, json_option
+from localft.client import connect
 from localft.jobs.worker import DEFAULT_LEASE_SECONDS
 from localft.settings import Settings
+
+WORKER_COLUMNS = ("id", "job_id", "started_at", "last_seen_at")
+EXIT_WRONG_FOLDER = 2
 
 
 @click.command()
@@ -29,15 +35,17 @@ def worker(home: Path | None, database_url: str | None, lease_seconds: float, po
     """Run queued fine-tuning jobs, one at a time, from the same database and data folder as the server.
 
     Start as many as the machine can train at once; each job goes to exactly one worker. Stop with Ctrl-C or
-    SIGTERM: a running job goes back to the queue and resumes from its last checkpoint.
+    SIGTERM: a running job goes back to the queue and resumes from its last checkpoint. A worker refuses to start
+    when its data folder is not the server's (the folder the server marked in the database).
 
     \b
     Example:
       localft serve --no-worker &
       localft worker
     """
-    from localft.base_models import use_threads
+    from localft.base_models import use_auto_pull, use_threads
     from localft.devices import DeviceError, describe
+    from localft.jobs.data_folder import DataFolderMismatch, check_data_folder
     from localft.jobs.store import Store
     from localft.jobs.worker import Worker
 
@@ -49,8 +57,15 @@ def worker(home: Path | None, database_url: str | None, lease_seconds: float, po
         raise click.ClickException(exc.message) from None
     settings.ensure_dirs()
     use_threads(settings.threads)
+    use_auto_pull(settings.auto_pull)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     store = Store.open(settings.db_url)
+    try:
+        check_data_folder(store, settings.home)
+    except DataFolderMismatch as exc:
+        store.close()
+        click.echo(f"localft worker: not starting. {exc.message}", err=True)
+        raise SystemExit(EXIT_WRONG_FOLDER) from None
     runner = Worker(settings, store, lease_seconds=lease_seconds, poll_interval=poll_interval)
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
@@ -70,3 +85,19 @@ def worker(home: Path | None, database_url: str | None, lease_seconds: float, po
             runner.run_forever()
     finally:
         store.close()
+
+
+@click.command()
+@base_url_option
+@json_option
+def workers(base_url: str | None, as_json: bool) -> None:
+    """List the live workers (the server's embedded one and every `localft worker`), and the job each runs.
+
+    \b
+    Example:
+      localft workers
+    """
+    with connect(base_url) as conn, api_errors():
+        listed = conn.client.get("/workers", cast_to=object)
+    items = listed.get("data", []) if isinstance(listed, dict) else []
+    emit_list(items, WORKER_COLUMNS, as_json)

@@ -142,7 +142,7 @@ def _example(record: Any, line: int) -> Example:
 def read_examples(path: Path) -> list[Example]:
     """Read chat (or prompt/completion) JSONL; errors name the line and the fix."""
     examples: list[Example] = []
-    with path.open("r", encoding="utf-8") as fh:
+    with path.open("r", encoding="utf-8-sig") as fh:  # a byte-order mark, as validation and training accept it
         for number, raw in enumerate(fh, start=1):
             if not raw.strip():
                 continue

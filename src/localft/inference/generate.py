@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from localft.base_models.templates import Prompt
+from localft.errors import InvalidRequestError
 from localft.inference.types import ChatRequest, FinishReason, TokenLogprob, TopLogprob
 
 DEFAULT_MAX_TOKENS = 256
@@ -42,6 +43,7 @@ def generate(
     """`request.n` completions of `prompt`, and the prompt's token count; `encode` is the locked tokenizer call."""
     import torch
 
+    _check_limits(model, request)
     encoded = encode(prompt.text, add_special_tokens=prompt.add_special_tokens, return_tensors="pt")
     input_ids = encoded["input_ids"].to(device)
     stop_ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
@@ -76,6 +78,24 @@ def generate(
         for i in range(new_tokens.shape[0])
     ]
     return results, int(input_ids.shape[1])
+
+
+def _check_limits(model: Any, request: ChatRequest) -> None:
+    """The 400s OpenAI sends for what a model cannot do: more new tokens than its context holds, a bias on a token
+    its vocabulary does not have."""
+    context = getattr(model.config, "max_position_embeddings", None)
+    if request.max_tokens is not None and context and request.max_tokens > context:
+        raise InvalidRequestError(
+            f"max_tokens is too large: {request.max_tokens}. This model supports at most {context} completion tokens.",
+            param="max_tokens",
+        )
+    vocabulary = model.get_input_embeddings().num_embeddings
+    unknown = [token for token in request.logit_bias or {} if int(token) >= vocabulary]
+    if unknown:
+        raise InvalidRequestError(
+            f"logit_bias names token {unknown[0]}, which is not in this model's vocabulary of {vocabulary} tokens.",
+            param="logit_bias",
+        )
 
 
 def _one(

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from localft import ids
-from localft.errors import InvalidRequestError
+from localft.errors import ConflictError, InvalidRequestError
 from localft.jobs.schema import FileRecord
 from localft.jobs.store import Store
 
@@ -29,8 +29,16 @@ class FileStorage:
         self.store = store
         self.files_dir = files_dir
 
-    def save(self, chunks: Iterable[bytes], *, filename: str, purpose: str, max_bytes: int | None = None) -> FileRecord:
-        """Stream `chunks` to disk and register the file; raises FileTooLargeError past `max_bytes`."""
+    def save(
+        self,
+        chunks: Iterable[bytes],
+        *,
+        filename: str,
+        purpose: str,
+        max_bytes: int | None = None,
+        project: str | None = None,
+    ) -> FileRecord:
+        """Stream `chunks` to disk and register the file (in `project`); raises FileTooLargeError past `max_bytes`."""
         self.files_dir.mkdir(parents=True, exist_ok=True)
         file_id = ids.file_id()
         final = self.files_dir / file_id
@@ -57,6 +65,7 @@ class FileStorage:
                 purpose=purpose,
                 status="processed",
                 storage_name=file_id,
+                project=project,
             )
             partial.replace(final)
         except BaseException:
@@ -69,23 +78,33 @@ class FileStorage:
             raise
         return record
 
-    def save_bytes(self, data: bytes, *, filename: str, purpose: str) -> FileRecord:
-        return self.save([data], filename=filename, purpose=purpose)
+    def save_bytes(self, data: bytes, *, filename: str, purpose: str, project: str | None = None) -> FileRecord:
+        return self.save([data], filename=filename, purpose=purpose, project=project)
 
     def path(self, record: FileRecord) -> Path:
         return self.files_dir / record.storage_name
 
-    def read(self, file_id: str) -> tuple[FileRecord, bytes]:
-        record = self.store.get_file(file_id)
+    def read(self, file_id: str, project: str | None = None) -> tuple[FileRecord, bytes]:
+        record = self.store.get_file(file_id, project)
         return record, self.path(record).read_bytes()
 
-    def delete(self, file_id: str) -> None:
-        record = self.store.get_file(file_id)
-        self.store.delete_file(file_id)
+    def delete(self, file_id: str, project: str | None = None) -> None:
+        """Delete a file's row and bytes; refused (ConflictError, naming the job) while a job that has not ended
+        reads it, since that job would fail later for want of it and lose its progress."""
+        record = self.store.get_file(file_id, project)
+        user = self.store.delete_unused_file(file_id)
+        if user is not None:
+            raise ConflictError(
+                f"File {file_id} is used by fine-tuning job {user.id}, which is {user.status}: delete the file once "
+                "the job has ended, or cancel the job first.",
+                param="file_id",
+                code="file_in_use",
+            )
         self.path(record).unlink(missing_ok=True)
 
 
 def _display_name(filename: str) -> str:
-    """The caller's name, kept only for display: no folders, bounded length."""
-    name = filename.replace("\\", "/").rsplit("/", 1)[-1].strip() or "file"
-    return name[:255]
+    """The caller's name, kept only for display: no folders, no control characters, valid text, bounded length."""
+    name = filename.replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(c for c in name if c.isprintable()).encode("utf-8", "replace").decode("utf-8").strip()
+    return (name or "file")[:255]

@@ -32,9 +32,26 @@ def m002_event_order_index(conn: Connection) -> None:
     conn.execute(text("CREATE INDEX IF NOT EXISTS ix_localft_events_job_seq ON localft_events (job_id, seq)"))
 
 
+def m003_projects(conn: Connection) -> None:
+    """Files, jobs and fine-tuned models belong to the project of the key that made them (NULL: none)."""
+    # A new database got the column from m001, which creates today's tables: add it only where it is missing.
+    for table in (schema.files, schema.jobs, schema.models):
+        if "project" not in {column["name"] for column in inspect(conn).get_columns(table.name)}:
+            conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN project VARCHAR(64)"))
+        conn.execute(text(f"CREATE INDEX IF NOT EXISTS ix_{table.name}_project ON {table.name} (project)"))
+
+
+def m004_workers_and_meta(conn: Connection) -> None:
+    """Live workers (what `localft workers` lists) and facts about the installation (its data folder's id)."""
+    for table in (schema.workers, schema.meta):
+        table.create(conn, checkfirst=True)
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("m001_initial", m001_initial),
     ("m002_event_order_index", m002_event_order_index),
+    ("m003_projects", m003_projects),
+    ("m004_workers_and_meta", m004_workers_and_meta),
 ]
 
 

@@ -3,6 +3,7 @@
 Every table has an integer `seq` (insertion order, the stable sort key of cursor pagination) and the public
 string `id`. JSON-shaped columns are SQLAlchemy `JSON`, which is TEXT on SQLite and JSON on PostgreSQL.
 Status and level strings copy OpenAI's literals; `paused` is ours (OpenAI's enum has no name for it).
+Files, jobs and fine-tuned models carry the `project` of the API key that made them (NULL: made without one).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ files = Table(
     Column("purpose", String(64), nullable=False, index=True),
     Column("status", String(32), nullable=False),
     Column("storage_name", String(128), nullable=False),
+    Column("project", String(64), index=True),
 )
 
 jobs = Table(
@@ -71,6 +73,7 @@ jobs = Table(
     Column("worker_id", String(256)),
     Column("lease_expires_at", Float),
     Column("attempts", Integer, nullable=False, default=0),
+    Column("project", String(64), index=True),
 )
 
 events = Table(
@@ -109,6 +112,27 @@ models = Table(
     Column("job_id", String(64), nullable=False),
     Column("base_model", String(1024), nullable=False),
     Column("path", String(1024), nullable=False),
+    Column("project", String(64), index=True),
+)
+
+workers = Table(
+    "localft_workers",
+    metadata,
+    _seq(),
+    Column("id", String(256), unique=True, nullable=False),
+    Column("host", String(256), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("seen_at", Float, nullable=False),
+    Column("lease_seconds", Float, nullable=False),
+    Column("job_id", String(64)),
+)
+
+meta = Table(
+    "localft_meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
 )
 
 
@@ -122,6 +146,7 @@ class FileRecord:
     status: str
     storage_name: str
     """Name of the blob under settings.files_dir; generated, never taken from the upload."""
+    project: str | None = None
 
 
 @dataclass(frozen=True)
@@ -153,6 +178,8 @@ class JobRecord:
     worker_id: str | None = None
     lease_expires_at: float | None = None
     attempts: int = 0
+    """Claims of this job; a claim that ends in a graceful stop is given back."""
+    project: str | None = None
 
 
 @dataclass(frozen=True)
@@ -187,3 +214,17 @@ class ModelRecord:
     base_model: str
     path: str
     """Weights folder, relative to settings.home."""
+    project: str | None = None
+
+
+@dataclass(frozen=True)
+class WorkerRecord:
+    """A worker process as it last reported itself; live while `seen_at` is within its lease."""
+
+    id: str
+    host: str
+    pid: int
+    started_at: float
+    seen_at: float
+    lease_seconds: float
+    job_id: str | None

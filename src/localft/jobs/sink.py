@@ -3,7 +3,8 @@
 Messages and metrics become job events with OpenAI's wording; checkpoints become rows (and servable model ids).
 A heartbeat thread renews the worker's lease on the job; when renewal fails (the job was cancelled or paused, or
 another worker took it over) or the worker is shutting down, `should_stop()` turns True and training stops at the
-next step boundary.
+next step boundary. A resumed run re-runs the steps after its checkpoint; each step keeps the one metrics event
+it was first logged with, so charts built from events plot every step once.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from localft import ids
@@ -36,13 +38,19 @@ class StoreSink:
         home: Path,
         lease_seconds: float,
         shutdown: threading.Event,
+        logged_up_to: int = 0,
+        alive: Callable[[], None] | None = None,
     ) -> None:
+        """`logged_up_to`: the last step that already has its metrics event; `alive` is called at each heartbeat
+        (the worker reports itself live)."""
         self.store = store
         self.job = job
         self.worker_id = worker_id
         self.home = home
         self.lease_seconds = lease_seconds
         self.shutdown = shutdown
+        self.logged_up_to = logged_up_to
+        self.alive = alive
         self.lost = threading.Event()
         """Set when the lease could not be renewed: the job is no longer ours to run."""
         self._done = threading.Event()
@@ -64,6 +72,8 @@ class StoreSink:
         self.store.add_event(self.job.id, message, level=level)
 
     def log_metrics(self, metrics: StepMetrics) -> None:
+        if metrics.step <= self.logged_up_to:  # re-run after a resume: the step has its event already
+            return
         parts = [f"training loss={metrics.train_loss:.4f}"]
         if metrics.valid_loss is not None:
             parts.append(f"validation loss={metrics.valid_loss:.4f}")
@@ -118,7 +128,7 @@ class StoreSink:
         if done <= 0 or total <= step:
             return
         per_step = (time.time() - self._started) / done
-        eta = int(time.time() + per_step * (total - step))
+        eta = int(self.store.now() + per_step * (total - step))  # the database's clock, as every other time
         self.store.transition(self.job.id, expect=["running"], held_by=self.worker_id, estimated_finish=eta)
 
     def _beat(self) -> None:
@@ -128,6 +138,8 @@ class StoreSink:
                 if not self.store.heartbeat(self.job.id, self.worker_id, self.lease_seconds):
                     self.lost.set()
                     return
+                if self.alive is not None:
+                    self.alive()
             except Exception:  # a transient DB error must not kill the run; the lease has slack for retries
                 log.exception("heartbeat for %s failed", self.job.id)
 

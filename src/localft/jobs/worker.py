@@ -3,7 +3,9 @@
 One worker runs one job at a time. The server runs one in a thread by default; `localft worker` runs more as
 separate processes against the same database, and the store's atomic claim keeps them from taking the same job.
 A worker killed mid-job stops renewing its lease; the next claim (by any worker, or by itself after a restart)
-takes the job over and training resumes from the newest checkpoint, with an event saying so.
+takes the job over and training resumes from the newest checkpoint, with an event saying so. A worker stopped on
+purpose hands its job back without using up one of its attempts. Workers report themselves live in the store
+(`localft workers`); a job that ends keeps only what serves its models (`jobs.retention`).
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ from localft.errors import DataValidationError, LocalftError, TrainingCancelled,
 from localft.jobs.files import FileStorage
 from localft.jobs.intake import validate_job
 from localft.jobs.results import result_csv
+from localft.jobs.retention import publish_model, release_job_folder
 from localft.jobs.schema import JobRecord, ModelRecord
 from localft.jobs.sink import KEEP_CHECKPOINTS, StoreSink
-from localft.jobs.store import Store
+from localft.jobs.store import Store, db_seconds
 from localft.settings import Settings
 from localft.training.checkpoint import latest_progress
 from localft.training.hparams import EXTENSION_KEYS, OPENAI_KEYS, Hyperparameters
@@ -80,6 +83,9 @@ class Worker:
         self.lease_seconds = lease_seconds
         self.poll_interval = poll_interval
         self._stop = threading.Event()
+        self._live_for = max(lease_seconds, 3 * poll_interval)
+        """How long the list of workers counts this one live after a report."""
+        self._reported_at = -float("inf")
 
     def stop(self) -> None:
         """Ask the loop to end; a running job is handed back to the queue and resumes later."""
@@ -88,14 +94,31 @@ class Worker:
     def run_forever(self) -> None:
         log.info("worker %s polling %s", self.worker_id, self.settings.db_url)
         self.recover(validations_older_than=0)
-        while not self._stop.is_set():
+        try:
+            while not self._stop.is_set():
+                try:
+                    if time.monotonic() - self._reported_at > self._live_for / 3:  # idle: now and then
+                        self.report_alive()
+                    worked = self.run_once()
+                except Exception:  # the loop must survive anything one job or a DB hiccup throws
+                    log.exception("worker %s: unexpected error", self.worker_id)
+                    worked = False
+                if not worked:
+                    self._stop.wait(self.poll_interval)
+        finally:
             try:
-                worked = self.run_once()
-            except Exception:  # the loop must survive anything one job or a DB hiccup throws
-                log.exception("worker %s: unexpected error", self.worker_id)
-                worked = False
-            if not worked:
-                self._stop.wait(self.poll_interval)
+                self.store.worker_gone(self.worker_id)
+            except Exception:  # the database may be what failed; the entry then lapses on its own
+                log.warning("worker %s: could not take itself off the list of workers", self.worker_id)
+
+    def report_alive(self, job_id: str | None = None) -> None:
+        """Tell the store this worker is live (and what it runs), for `localft workers` and the dashboard."""
+        host, _, rest = self.worker_id.partition(":")
+        pid = rest.partition(":")[0]
+        self.store.worker_seen(
+            self.worker_id, host=host, pid=int(pid) if pid.isdigit() else 0, lease_seconds=self._live_for, job_id=job_id
+        )
+        self._reported_at = time.monotonic()
 
     def run_once(self) -> bool:
         """Recover, then claim and run at most one job; returns whether a job was run."""
@@ -103,7 +126,11 @@ class Worker:
         job = self.store.claim_next(self.worker_id, self.lease_seconds)
         if job is None:
             return False
-        self.run_job(job)
+        self.report_alive(job.id)
+        try:
+            self.run_job(job)
+        finally:
+            self.report_alive()
         return True
 
     def recover(self, validations_older_than: float = 0) -> None:
@@ -111,7 +138,7 @@ class Worker:
 
         A job younger than `validations_older_than` seconds is left to the validation its create request started.
         """
-        cutoff = time.time() - validations_older_than
+        cutoff = self.store.now() - validations_older_than
         for job in self.store.jobs_with_status("validating_files"):
             if job.created_at <= cutoff:
                 validate_job(self.storage, job)
@@ -126,10 +153,17 @@ class Worker:
             self._fail(job, "training_failed", f"The job was interrupted {job.attempts - 1} times; giving up.")
             return
         resume = self._resume_point(job)
+        logged_up_to = self.store.last_logged_step(job.id)
+        start = 0 if resume is None else resume.step
+        again = ""
+        if logged_up_to > start:
+            again = f" (steps {start + 1}-{logged_up_to} run again; their metrics were logged the first time)"
         if resume is not None:
-            self.store.add_event(job.id, f"Resuming fine-tuning job from {resume.kind} at step {resume.step}")
-        elif job.attempts > 1:
-            self.store.add_event(job.id, "Restarting fine-tuning job from the beginning (no checkpoint saved yet)")
+            self.store.add_event(job.id, f"Resuming fine-tuning job from {resume.kind} at step {resume.step}{again}")
+        elif job.attempts > 1 or logged_up_to:
+            self.store.add_event(
+                job.id, f"Restarting fine-tuning job from the beginning (no checkpoint saved yet){again}"
+            )
         else:
             self.store.add_event(job.id, "Fine-tuning job started")
         try:
@@ -142,6 +176,8 @@ class Worker:
                 home=self.settings.home,
                 lease_seconds=self.lease_seconds,
                 shutdown=self._stop,
+                logged_up_to=logged_up_to,
+                alive=lambda: self.report_alive(job.id),
             ) as sink:
                 self._show_resolved_hyperparameters(job, spec)
                 result = in_passing_thread(train, spec, sink)  # its OpenMP team ends with the job
@@ -238,14 +274,13 @@ class Worker:
     def _stopped(self, job: JobRecord) -> None:
         """Training stopped on request. Cancel/pause already set the status; a shutdown re-queues the job."""
         if self._stop.is_set():
-            self.store.transition(
+            self.store.give_back(
                 job.id,
-                expect=["running"],
-                held_by=self.worker_id,
-                status="queued",
-                worker_id=None,
-                message="Worker stopping; job moved back to queued state and will resume from its last checkpoint",
+                self.worker_id,
+                "Worker stopping; job moved back to queued state and will resume from its last checkpoint",
             )
+        elif self.store.get_job(job.id).status == "cancelled":
+            release_job_folder(self.settings.jobs_dir / job.id)
 
     def _requeue(self, job: JobRecord, message: str) -> None:
         """Training was interrupted by a lost process or machine: queue the job again (each try counts towards
@@ -256,26 +291,27 @@ class Worker:
         )  # fmt: skip
 
     def _fail(self, job: JobRecord, code: str, message: str, param: str | None = None) -> None:
-        self.store.transition(
+        failed = self.store.transition(
             job.id,
             expect=["running"],
             held_by=self.worker_id,
             status="failed",
             error={"code": code, "message": message, "param": param},
-            finished_at=int(time.time()),
+            finished_at=db_seconds(),
             estimated_finish=None,
             message=f"Fine-tuning job failed: {message}",
             level="error",
         )
+        if failed:
+            release_job_folder(self.settings.jobs_dir / job.id)
 
     def _succeed(self, job: JobRecord, result: TrainResult) -> None:
         model_dir = self.settings.models_dir / job.id
-        shutil.rmtree(model_dir, ignore_errors=True)  # a half-copied folder from a crash at this very point
-        shutil.copytree(result.final_checkpoint, model_dir)
+        publish_model(result.final_checkpoint, model_dir)
         rows = [event.data or {} for event in self.store.metrics_events(job.id)]
         csv_text = result_csv(rows)
         result_file = self.storage.save_bytes(
-            csv_text.encode(), filename="step_metrics.csv", purpose="fine-tune-results"
+            csv_text.encode(), filename="step_metrics.csv", purpose="fine-tune-results", project=job.project
         )
         model = ModelRecord(
             id=job.model_name,
@@ -284,6 +320,7 @@ class Worker:
             job_id=job.id,
             base_model=job.base_model,
             path=str(model_dir.relative_to(self.settings.home)),
+            project=job.project,
         )
         done = self.store.complete_job(
             job.id,
@@ -291,7 +328,7 @@ class Worker:
             model,
             [f"New fine-tuned model created: {job.model_name}", "The job has successfully completed"],
             fine_tuned_model=job.model_name,
-            finished_at=int(time.time()),
+            finished_at=db_seconds(),
             trained_tokens=result.trained_tokens,
             hyperparameters=_public_hyperparameters(result.hyperparameters, job.hyperparameters),
             result_files=[result_file.id],
@@ -300,6 +337,7 @@ class Worker:
         if not done:  # cancelled in the last instant: leave nothing behind that names a model that does not exist
             shutil.rmtree(model_dir, ignore_errors=True)
             self.storage.delete(result_file.id)
+        release_job_folder(self.settings.jobs_dir / job.id)  # ended either way: nothing will resume it
 
 
 def _default_train() -> Train:

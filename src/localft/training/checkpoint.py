@@ -26,6 +26,8 @@ from typing import Any, Literal
 from localft.errors import ModelError
 
 META_FILE = "localft_checkpoint.json"
+STATE_FILE = "trainer_state.pt"
+"""The training loop's own state (optimizer, schedule, RNG, position): resuming needs it, serving never does."""
 FORMAT_VERSION = 1
 
 Family = Literal["causal_lm", "encoder", "classifier"]

@@ -65,7 +65,9 @@ class Encoded:
 def read_examples(path: Path) -> list[ChatExample]:
     """Parse a chat or prompt/completion JSONL file; the first problem found is raised with its line number."""
     examples = []
-    with Path(path).open(encoding="utf-8") as handle:
+    # utf-8-sig: a byte-order mark at the start (Windows editors write one) is read past, as `localft validate` and
+    # OpenAI's own tools do.
+    with Path(path).open(encoding="utf-8-sig") as handle:
         for line_no, raw in enumerate(handle, start=1):
             if not raw.strip():
                 continue

@@ -16,6 +16,9 @@ EXTENSION_KEYS = ("max_length", "lora_rank", "lora_alpha", "lora_dropout", "lora
 """localft's own hyperparameters: a job shows each only where it was given, so a job that uses none of them looks
 exactly like OpenAI's."""
 LORA_KEYS = ("lora_rank", "lora_alpha", "lora_dropout", "lora_target_modules")
+MAX_LEARNING_RATE_MULTIPLIER = 100.0
+"""localft's own bound (OpenAI documents only "> 0"): far past where any run here still learns, and well short of
+the 1e308 that trained a model to NaN. Training also fails a job whose loss stops being finite (`training.loop`)."""
 
 
 @dataclass(frozen=True)
@@ -29,7 +32,7 @@ class Hyperparameters:
     batch_size: int | Auto = "auto"
     """Examples per optimizer step, 1-256; gradient accumulation is used when it does not fit in memory."""
     learning_rate_multiplier: float | Auto = "auto"
-    """Scales the model family's base learning rate; > 0."""
+    """Scales the model family's base learning rate; > 0 and at most `MAX_LEARNING_RATE_MULTIPLIER`."""
     max_length: int | Auto = "auto"
     """Tokens each example is cut to, 16-32,768 (at most the model's context); auto: 512 for LLMs, 256 for encoders
     (`training.auto.MAX_LENGTH`). An LLM's example loses the middle of its context, never its answer."""
@@ -51,9 +54,17 @@ class Hyperparameters:
         _check_int("n_epochs", self.n_epochs, 1, 50)
         _check_int("batch_size", self.batch_size, 1, 256)
         _check_int("max_length", self.max_length, 16, 32_768)
+        lr = self.learning_rate_multiplier
+        if lr != "auto" and (
+            isinstance(lr, bool) or not isinstance(lr, int | float) or not 0 < lr <= MAX_LEARNING_RATE_MULTIPLIER
+        ):
+            raise InvalidRequestError(
+                f"Invalid learning_rate_multiplier {lr!r}: use 'auto' or a number greater than 0 and at most "
+                f"{MAX_LEARNING_RATE_MULTIPLIER:g}.",
+                param="hyperparameters.learning_rate_multiplier",
+            )
         _check_int("lora_rank", self.lora_rank, 1, 1024)
         _check_int("devices", self.devices, 1, 64)
-        _check_positive("learning_rate_multiplier", self.learning_rate_multiplier)
         _check_positive("lora_alpha", self.lora_alpha)
         dropout = self.lora_dropout
         if dropout != "auto" and (

@@ -9,6 +9,7 @@ run continues exactly where the uninterrupted one would be. Where several proces
 
 from __future__ import annotations
 
+import math
 import random
 import shutil
 import time
@@ -22,8 +23,9 @@ import torch
 from localft.base_models import native_bf16
 from localft.base_models.grouping import group_by_length
 from localft.devices import device_type
-from localft.errors import TrainingCancelled
+from localft.errors import TrainingCancelled, TrainingError
 from localft.training.checkpoint import (
+    STATE_FILE,
     CheckpointMeta,
     commit,
     partial_dir,
@@ -35,7 +37,6 @@ from localft.training.dataset import ChatExample
 from localft.training.interfaces import CheckpointInfo, EventSink, StepMetrics
 from localft.training.parallel import Collective, OneProcess
 
-STATE_FILE = "trainer_state.pt"
 VALIDATIONS_PER_RUN = 10
 """How many times per run the per-step metrics include a validation sample (every step would double the cost)."""
 VALID_SAMPLE = 16
@@ -235,7 +236,9 @@ class TrainLoop:
         self.parallel.sum_gradients(self.parameters)
         loss_total, summed_correct = self.parallel.sum(loss_total, correct)
         correct = round(summed_correct)
-        torch.nn.utils.clip_grad_norm_(self.parameters, MAX_GRAD_NORM)
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.parameters, MAX_GRAD_NORM))
+        if not (math.isfinite(loss_total) and math.isfinite(grad_norm)):
+            raise _diverged(self.progress.step + 1, self.total_steps, loss_total, grad_norm)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -320,6 +323,19 @@ class TrainLoop:
         folders = sorted(p for p in self.output_dir.glob("step-*") if p.is_dir() and not p.name.endswith(".partial"))
         for old in folders[: -self.max_checkpoints]:
             shutil.rmtree(old, ignore_errors=True)
+
+
+def _diverged(step: int, total: int, loss: float, grad_norm: float) -> TrainingError:
+    """The error that ends a run whose numbers stopped being finite: a model trained on from there would be NaN,
+    and publishing it would answer every request with an error."""
+    what = f"loss {loss}" if not math.isfinite(loss) else f"gradient norm {grad_norm}"
+    return TrainingError(
+        f"Training diverged at step {step} of {total}: the {what} is not a finite number, so no model was "
+        "published. The learning rate is too high for this model and data: lower learning_rate_multiplier (or "
+        "use 'auto') and create a new job.",
+        param="hyperparameters.learning_rate_multiplier",
+        code="non_finite_loss",
+    )
 
 
 def _linear_schedule(warmup: int, total: int) -> Callable[[int], float]:

@@ -28,7 +28,11 @@ def index() -> FileResponse:
 @router.get("/static/{asset_path:path}")
 def static_asset(asset_path: str) -> FileResponse:
     """A file under the package's `static/` folder; anything resolving outside it is a 404."""
-    target = (STATIC_DIR / asset_path).resolve()
-    if not target.is_relative_to(STATIC_DIR) or not target.is_file():
-        raise HTTPException(status_code=404, detail=f"No such dashboard asset: {asset_path}")
+    try:
+        target = (STATIC_DIR / asset_path).resolve()
+        found = target.is_relative_to(STATIC_DIR) and target.is_file()
+    except (OSError, ValueError):  # a name the file system refuses to look up (too long, a NUL byte)
+        found = False
+    if not found:
+        raise HTTPException(status_code=404, detail=f"No such dashboard asset: {asset_path[:200]}")
     return FileResponse(target, headers=_HEADERS)

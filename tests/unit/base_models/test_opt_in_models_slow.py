@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from localft.base_models.catalog import BUILTIN
-from localft.base_models.fetch import is_converted, local_model_dir, remove_cached
+from localft.base_models.fetch import is_converted, local_model_dir, pull, remove_cached
 
 pytestmark = pytest.mark.slow
 
@@ -18,6 +18,7 @@ def test_mpnet_base_unzips_once_and_loads_as_a_classifier(tmp_path: Path) -> Non
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    pull("mpnet-base")  # what `localft models pull` does: nothing else installs a model
     folder = local_model_dir("mpnet-base", tmp_path)
     assert is_converted(BUILTIN["mpnet-base"], tmp_path)
     assert local_model_dir("mpnet-base", tmp_path) == folder
@@ -34,6 +35,7 @@ def test_qwen_coder_joins_converts_and_generates(tmp_path: Path) -> None:
     from localft.inference.engine import InferenceEngine
     from localft.inference.types import ChatRequest, ModelArtifact
 
+    pull("qwen2.5-coder-0.5b-instruct")
     folder = local_model_dir("qwen2.5-coder-0.5b-instruct", tmp_path)
     assert (folder / "model.safetensors").is_file() and (folder / "tokenizer.json").is_file()
     engine = InferenceEngine(tmp_path)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
-from types import SimpleNamespace
+import time
 
 import pytest
+import sqlalchemy
 
 from localft.errors import NotFoundError
-from localft.jobs import migrations
+from localft.jobs import migrations, schema
 from localft.jobs.schema import FileRecord, JobRecord, ModelRecord
 from localft.jobs.store import Store
 
@@ -38,6 +40,37 @@ def test_migrations_apply_once_in_order(db_url: str) -> None:
     second.add_file(_file(1))
     assert second.get_file("file-001").filename == "f1.jsonl"
     second.close()
+
+
+def test_a_database_from_before_projects_is_upgraded_in_place(db_url: str) -> None:
+    """Tables as the first two migrations made them (no `project` columns, no workers): opening adds them, and the
+    rows already there belong to no project, so only admin keys see them."""
+    from sqlalchemy import MetaData, create_engine
+
+    old = MetaData()
+    for table in (schema.files, schema.jobs, schema.events, schema.checkpoints, schema.models):
+        columns = [column.copy() for column in table.columns if column.name != "project"]
+        sqlalchemy.Table(table.name, old, *columns)
+    engine = create_engine(db_url)
+    with engine.begin() as conn:
+        old.create_all(conn)
+        schema.schema_migrations.create(conn)
+        for name in ("m001_initial", "m002_event_order_index"):
+            conn.execute(schema.schema_migrations.insert().values(name=name, applied_at=1))
+        conn.execute(old.tables["localft_files"].insert().values(**{
+            k: v for k, v in vars(_file(1)).items() if k != "project"
+        }))  # fmt: skip
+    engine.dispose()
+    upgraded = Store.open(db_url)
+    assert migrations.applied(upgraded.engine) == [name for name, _ in migrations.MIGRATIONS]
+    assert upgraded.get_file("file-001").project is None
+    with pytest.raises(NotFoundError):
+        upgraded.get_file("file-001", project="teamA")
+    upgraded.add_file(dataclasses.replace(_file(2), project="teamA"))
+    assert [f.id for f in upgraded.list_files(project="teamA").data] == ["file-002"]
+    upgraded.worker_seen("host:1:w", host="host", pid=1, lease_seconds=60, job_id=None)
+    assert [w.id for w in upgraded.live_workers()] == ["host:1:w"]
+    upgraded.close()
 
 
 def test_file_pages_follow_cursor_in_both_orders(store: Store) -> None:
@@ -109,22 +142,37 @@ def test_concurrent_claims_take_each_job_exactly_once(store: Store) -> None:
         assert (job.status, job.worker_id, job.attempts) == ("running", worker, 1)
 
 
-def test_expired_lease_is_taken_over_with_an_event(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    clock = SimpleNamespace(now=1000.0)
-    monkeypatch.setattr("localft.jobs.store.time", SimpleNamespace(time=lambda: clock.now))
+def test_expired_lease_is_taken_over_with_an_event(store: Store) -> None:
     store.add_job(_job(1))
-    first = store.claim_next("host:1:dead", lease_seconds=10)
+    first = store.claim_next("host:1:dead", lease_seconds=60)
     assert first is not None and first.worker_id == "host:1:dead"
-    clock.now += 9
     assert store.claim_next("host:2:alive", lease_seconds=60) is None  # lease still valid
-    clock.now += 2
     assert not store.heartbeat("ftjob-001", "someone-else", 60)
+    assert store.heartbeat("ftjob-001", "host:1:dead", -1)  # its last renewal ran out a second ago
     taken = store.claim_next("host:2:alive", lease_seconds=60)
     assert taken is not None and taken.worker_id == "host:2:alive" and taken.attempts == 2
     assert not store.heartbeat("ftjob-001", "host:1:dead", 60)  # the old worker learns it lost the job
     assert store.heartbeat("ftjob-001", "host:2:alive", 60)
     messages = [e.message for e in store.list_events("ftjob-001").data]
     assert messages[0].startswith("Worker host:1:dead stopped while running this job")
+
+
+def test_leases_and_event_times_follow_the_databases_clock_not_a_workers(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker whose clock runs a minute ahead must not see a healthy job's lease as run out, nor date events by
+    its own clock."""
+    store.add_job(_job(1))
+    assert store.claim_next("host:1:healthy", lease_seconds=30) is not None
+    true_time = time.time
+    monkeypatch.setattr(time, "time", lambda: true_time() + 60)  # this process is now the skewed worker
+    assert store.claim_next("host:2:skewed", lease_seconds=30) is None
+    assert store.get_job("ftjob-001").worker_id == "host:1:healthy"
+    assert store.heartbeat("ftjob-001", "host:1:healthy", 30)
+    store.add_event("ftjob-001", "logged by the skewed worker")
+    logged = store.list_events("ftjob-001", limit=1).data[0]
+    assert abs(logged.created_at - true_time()) < 30  # the database's time, not the skewed +60 s
+    assert abs(store.now() - true_time()) < 30
 
 
 def test_expire_lease_hands_a_dead_workers_job_over_now(store: Store) -> None:

@@ -14,18 +14,20 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import pytest
 
 from localft import ids
 from localft.errors import DataValidationError, TrainingCancelled
+from localft.jobs.data_folder import MARKER, DataFolderMismatch, check_data_folder, mark_data_folder
 from localft.jobs.files import FileStorage
 from localft.jobs.intake import validate_job
 from localft.jobs.schema import CheckpointRecord, JobRecord
 from localft.jobs.store import Store
-from localft.jobs.worker import Worker
+from localft.jobs.worker import MAX_ATTEMPTS, Worker
 from localft.settings import Settings
-from localft.training.checkpoint import CheckpointMeta, progress_dir, write_meta
+from localft.training.checkpoint import STATE_FILE, CheckpointMeta, progress_dir, write_meta
 from localft.training.interfaces import CheckpointInfo, EventSink, StepMetrics, TrainResult, TrainSpec
 
 
@@ -292,3 +294,131 @@ def test_a_failure_while_saving_the_model_fails_the_job(settings: Settings, stor
     assert failed.status == "failed" and failed.error is not None
     assert failed.error["message"].startswith("Saving the fine-tuned model failed: FileNotFoundError")
     assert store.list_models() == [] and failed.fine_tuned_model is None
+
+
+def test_graceful_stops_never_use_up_the_jobs_attempts(settings: Settings, store: Store) -> None:
+    job = _queued_job(settings, store)
+    for _ in range(MAX_ATTEMPTS + 2):  # more clean restarts than a job may crash
+        trainer = ScriptedTrainer(wait_for_stop=threading.Event())
+        worker = _worker(settings, store, trainer)
+        thread = threading.Thread(target=worker.run_forever)
+        thread.start()
+        assert trainer.started.wait(10)
+        worker.stop()
+        thread.join(10)
+        requeued = store.get_job(job.id)
+        assert (requeued.status, requeued.attempts) == ("queued", 0)
+    assert _worker(settings, store, ScriptedTrainer()).run_once()
+    assert store.get_job(job.id).status == "succeeded"
+
+
+def test_a_resumed_run_logs_each_step_once(settings: Settings, store: Store) -> None:
+    job = _queued_job(settings, store)
+    _died_after_checkpoint(settings, store, job, step=4)
+    for step in (5, 6):  # the dead worker trained and logged two more steps before it died
+        store.add_event(job.id, f"Step {step}/8: training loss=0.2", type="metrics", data={"step": step})
+    time.sleep(0.1)
+    assert _worker(settings, store, ScriptedTrainer()).run_once()
+    messages = _messages(store, job.id)
+    for step in range(5, 9):
+        assert sum(m.startswith(f"Step {step}/8:") for m in messages) == 1, messages
+    assert "Resuming fine-tuning job from checkpoint at step 4 (steps 5-6 run again; their metrics were logged " \
+        "the first time)" in messages  # fmt: skip
+    assert store.get_job(job.id).status == "succeeded"
+
+
+def test_an_ended_job_keeps_only_what_serves_its_models(settings: Settings, store: Store) -> None:
+    job = _queued_job(settings, store)
+
+    def with_trainer_state(spec: TrainSpec, sink: EventSink) -> TrainResult:
+        result = ScriptedTrainer()(spec, sink)
+        for folder in spec.output_dir.glob("step-*"):
+            (folder / STATE_FILE).write_bytes(b"optimizer moments")
+        progress_dir(spec.output_dir, 7).mkdir()
+        return result
+
+    assert _worker(settings, store, with_trainer_state).run_once()
+    model = store.get_model("ft:m:org:s:abcdefgh")
+    assert model is not None
+    served = settings.home / model.path
+    assert sorted(p.name for p in served.iterdir()) == ["meta.json"]  # no trainer state in the model
+    final = settings.jobs_dir / job.id / "step-000008"
+    assert (served / "meta.json").stat().st_ino == (final / "meta.json").stat().st_ino  # stored once
+    folders = sorted(p.name for p in (settings.jobs_dir / job.id).iterdir())
+    assert folders == ["step-000004", "step-000006", "step-000008"]  # the progress save is gone
+    assert not list((settings.jobs_dir / job.id).glob(f"*/{STATE_FILE}"))  # nothing resumes an ended job
+
+
+def test_a_failed_job_drops_its_trainer_states_too(settings: Settings, store: Store) -> None:
+    job = _queued_job(settings, store)
+
+    def fails_after_a_checkpoint(spec: TrainSpec, sink: EventSink) -> TrainResult:
+        folder = spec.output_dir / "step-000002"
+        folder.mkdir(parents=True)
+        (folder / STATE_FILE).write_bytes(b"optimizer moments")
+        raise RuntimeError("out of memory")
+
+    _worker(settings, store, fails_after_a_checkpoint).run_once()
+    assert store.get_job(job.id).status == "failed"
+    assert not (settings.jobs_dir / job.id / "step-000002" / STATE_FILE).exists()
+
+
+def test_workers_report_themselves_live_and_leave_the_list_on_stop(settings: Settings, store: Store) -> None:
+    job = _queued_job(settings, store)
+    trainer = ScriptedTrainer(wait_for_stop=threading.Event())
+    worker = Worker(settings, store, worker_id="host:42:abc", lease_seconds=2, poll_interval=0.01, train=trainer)
+    thread = threading.Thread(target=worker.run_forever)
+    thread.start()
+    assert trainer.started.wait(10)
+    deadline = time.monotonic() + 10
+    while not [w for w in store.live_workers() if w.job_id == job.id] and time.monotonic() < deadline:
+        time.sleep(0.05)  # the heartbeat reports the job within a second
+    [live] = store.live_workers()
+    assert (live.id, live.host, live.pid, live.job_id) == ("host:42:abc", "host", 42, job.id)
+    worker.stop()
+    thread.join(10)
+    assert store.live_workers() == []
+
+
+def test_a_silent_worker_drops_off_the_list(store: Store) -> None:
+    store.worker_seen("host:1:gone", host="host", pid=1, lease_seconds=-1, job_id=None)
+    store.worker_seen("host:2:here", host="host", pid=2, lease_seconds=60, job_id=None)
+    assert [w.id for w in store.live_workers()] == ["host:2:here"]
+
+
+def test_a_worker_refuses_a_data_folder_that_is_not_the_servers(
+    settings: Settings, store: Store, tmp_path: Path
+) -> None:
+    with pytest.raises(DataFolderMismatch, match="No server has marked"):
+        check_data_folder(store, settings.home)
+    marked = mark_data_folder(store, settings.home)  # what the server does when it starts
+    assert check_data_folder(store, settings.home) == marked
+    elsewhere = tmp_path / "not-the-shared-folder"
+    with pytest.raises(DataFolderMismatch, match=r"not-the-shared-folder has no \.localft-data-id"):
+        check_data_folder(store, elsewhere)
+    other = tmp_path / "other-database-folder"
+    other.mkdir()
+    (other / MARKER).write_text("0123456789abcdef\n")
+    with pytest.raises(DataFolderMismatch, match="holds 0123456789abcdef"):
+        check_data_folder(store, other)
+    assert mark_data_folder(store, settings.home) == marked  # a restarted server keeps its mark
+
+
+def test_a_worker_whose_clock_runs_ahead_leaves_a_healthy_job_alone(
+    settings: Settings, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = _queued_job(settings, store)
+    trainer = ScriptedTrainer(wait_for_stop=threading.Event())
+    healthy = Worker(settings, store, worker_id="host:1:healthy", lease_seconds=30, poll_interval=0.01, train=trainer)
+    thread = threading.Thread(target=healthy.run_forever)
+    thread.start()
+    assert trainer.started.wait(10)
+    true_time = time.time
+    monkeypatch.setattr(time, "time", lambda: true_time() + 60)  # the second worker's clock is a minute ahead
+    skewed = Worker(settings, store, worker_id="host:2:skewed", lease_seconds=30, train=ScriptedTrainer())
+    assert not skewed.run_once()  # its first poll takes nothing
+    running = store.get_job(job.id)
+    assert (running.status, running.worker_id, running.attempts) == ("running", "host:1:healthy", 1)
+    assert not any("stopped while running this job" in m for m in _messages(store, job.id))
+    healthy.stop()
+    thread.join(10)

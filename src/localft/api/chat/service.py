@@ -1,4 +1,5 @@
-"""Chat completions: resolve the model id, call the inference engine, answer in OpenAI's shape."""
+"""Chat completions: resolve the model id (as the caller's project sees it), call the inference engine, answer in
+OpenAI's shape."""
 
 from __future__ import annotations
 
@@ -18,11 +19,15 @@ from localft.api.chat.protocol import (
     TopLogprob,
     Usage,
 )
-from localft.errors import InvalidRequestError
-from localft.inference.types import ChatRequest, ChatResult
+from localft.base_models import not_installed
+from localft.errors import InvalidRequestError, NotFoundError
+from localft.inference.types import ChatRequest, ChatResult, ModelArtifact
 from localft.inference.types import TokenLogprob as EngineTokenLogprob
-from localft.jobs.registry import resolve_model
+from localft.jobs.registry import model_not_found, resolve_model
 from localft.jobs.store import Store
+
+_SEEDS = 2**63
+"""OpenAI takes any 64-bit seed; numpy and torch take non-negative ones, onto which negative seeds are folded."""
 
 if TYPE_CHECKING:
     from localft.inference.engine import InferenceEngine
@@ -35,30 +40,55 @@ class ChatService:
         self.engine = engine
         """Built on first use, so a server that never chats never imports torch."""
 
-    def create(self, request: ChatCompletionRequest) -> ChatCompletion:
+    def create(self, request: ChatCompletionRequest, project: str | None) -> ChatCompletion:
         if request.stream:
             raise InvalidRequestError("Streaming is not supported; call without stream=True.", param="stream")
         if request.top_logprobs and not request.logprobs:
             raise InvalidRequestError("top_logprobs requires logprobs=true.", param="top_logprobs")
-        artifact = resolve_model(self.store, self.home, request.model)
+        if len(request.messages) == 1 and request.messages[0].role == "assistant":
+            raise InvalidRequestError(
+                "messages holds only an assistant message, which would be the start of the answer: add the "
+                "conversation it answers (at least one user or system message) before it.",
+                param="messages",
+            )
+        artifact = resolve_model(self.store, self.home, request.model, project)
+        missing = not_installed(artifact.base_model)
+        if missing is not None:
+            raise InvalidRequestError(missing, param="model", code="model_not_installed")
         stop = [request.stop] if isinstance(request.stop, str) else list(request.stop or [])
         if len(stop) > 4:
             raise InvalidRequestError("stop holds at most 4 sequences.", param="stop")
         engine_request = ChatRequest(
-            messages=request.messages,
+            messages=[message.model_dump(exclude_none=True) for message in request.messages],
             temperature=1.0 if request.temperature is None else request.temperature,
             top_p=1.0 if request.top_p is None else request.top_p,
             n=request.n or 1,
             max_tokens=request.max_completion_tokens or request.max_tokens,
-            stop=stop,
-            seed=request.seed,
+            stop=[sequence for sequence in stop if sequence],
+            seed=None if request.seed is None else request.seed % _SEEDS,
             logprobs=bool(request.logprobs),
             top_logprobs=request.top_logprobs or 0,
             response_format=request.response_format,
             logit_bias=request.logit_bias,
         )
-        result = self.engine().chat(artifact, engine_request)
+        try:
+            result = self.engine().chat(artifact, engine_request)
+        except Exception:
+            # A fine-tuned model deleted while this request was in flight: its folder went from under the engine,
+            # which fails in whatever way loading a missing folder fails. To the caller the model does not exist.
+            if self._gone(artifact, project):
+                raise model_not_found(request.model) from None
+            raise
         return _completion(request.model, result)
+
+    def _gone(self, artifact: ModelArtifact, project: str | None) -> bool:
+        if artifact.checkpoint is None:
+            return False
+        try:
+            resolve_model(self.store, self.home, artifact.model_id, project)
+        except NotFoundError:
+            return True
+        return not artifact.checkpoint.is_dir()
 
 
 def _completion(model: str, result: ChatResult) -> ChatCompletion:

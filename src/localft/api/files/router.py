@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import Response
 
+from localft.api.auth import caller_of
 from localft.api.files.protocol import FileObject
 from localft.api.files.service import FileService
 from localft.api.protocol import CursorPage, Deleted
@@ -22,7 +23,7 @@ def _service(request: Request) -> FileService:
 @router.post("/files", response_model=FileObject)
 def upload_file(request: Request, file: Annotated[UploadFile, File()], purpose: Annotated[str, Form()]) -> FileObject:
     """Upload a file (multipart `file` + `purpose`). Fine-tune files must be JSON Lines, whatever their name."""
-    return _service(request).upload(file.file, file.filename or "file", purpose)
+    return _service(request).upload(file.file, file.filename or "file", purpose, caller_of(request).project)
 
 
 @router.get("/files", response_model=CursorPage[FileObject])
@@ -33,17 +34,17 @@ def list_files(
     after: str | None = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 10_000,
 ) -> CursorPage[FileObject]:
-    return _service(request).list(purpose, order, after, limit)
+    return _service(request).list(purpose, order, after, limit, caller_of(request).scope)
 
 
 @router.get("/files/{file_id}", response_model=FileObject)
 def retrieve_file(request: Request, file_id: str) -> FileObject:
-    return _service(request).retrieve(file_id)
+    return _service(request).retrieve(file_id, caller_of(request).scope)
 
 
 @router.delete("/files/{file_id}", response_model=Deleted)
 def delete_file(request: Request, file_id: str) -> Deleted:
-    return _service(request).delete(file_id)
+    return _service(request).delete(file_id, caller_of(request).scope)
 
 
 @router.get("/files/{file_id}/content", response_class=Response)
@@ -56,7 +57,7 @@ def file_content(
     ] = None,
 ) -> Response:
     """The file's bytes. Result files (`fine-tune-results`) are base64-encoded CSV, as OpenAI serves them."""
-    data, media_type = _service(request).content(file_id, raw=format == "csv")
+    data, media_type = _service(request).content(file_id, format == "csv", caller_of(request).scope)
     return Response(content=data, media_type=media_type)
 
 
@@ -72,4 +73,4 @@ def validate_file(
     """localft extension: the validation report of a fine-tune file (problems with line, code, field and fix;
     label distribution; tokens; what `n_epochs: "auto"` resolves to), from the same checks `localft validate`
     and job creation run. A sync route, so FastAPI runs a long validation in its threadpool."""
-    return _service(request).validation(file_id, model)
+    return _service(request).validation(file_id, model, caller_of(request).scope)

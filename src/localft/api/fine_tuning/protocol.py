@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from localft.api.protocol import Name
 from localft.jobs.schema import CheckpointRecord, EventRecord, JobRecord, JobStatus
 
 Auto = Literal["auto"]
@@ -61,16 +62,16 @@ class JobCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    model: str
-    training_file: str
-    validation_file: str | None = None
+    model: Name
+    training_file: Name
+    validation_file: Name | None = None
     hyperparameters: HyperparametersIn | None = Field(
         default=None, description="Deprecated by OpenAI in favour of method.supervised.hyperparameters; accepted."
     )
     method: MethodIn | None = None
-    suffix: str | None = Field(default=None, min_length=1, max_length=64)
+    suffix: Name | None = Field(default=None, min_length=1, max_length=64)
     seed: int | None = Field(default=None, ge=0, le=2_147_483_647)
-    metadata: dict[str, str] | None = None
+    metadata: dict[Name, Name] | None = None
     integrations: list[dict[str, Any]] | None = None
 
 
@@ -101,6 +102,10 @@ class FineTuningJob(BaseModel):
     metadata: dict[str, str] | None
     method: dict[str, Any]
     user_provided_suffix: str | None
+    worker_id: str | None = Field(
+        default=None,
+        description="localft extension: the worker (host:pid:random) that runs the job, or last ran it.",
+    )
 
     @classmethod
     def of(cls, job: JobRecord) -> FineTuningJob:
@@ -124,6 +129,7 @@ class FineTuningJob(BaseModel):
             metadata=job.metadata,
             method=method,
             user_provided_suffix=job.suffix,
+            worker_id=job.worker_id,
         )
 
 

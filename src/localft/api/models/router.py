@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
+from localft.api.auth import caller_of
 from localft.api.models.protocol import Model, ModelList
 from localft.api.models.service import ModelService
 from localft.api.protocol import Deleted
@@ -19,15 +20,15 @@ def _service(request: Request) -> ModelService:
 @router.get("", response_model=ModelList)
 def list_models(request: Request) -> ModelList:
     """Built-in base models, then fine-tuned models."""
-    return _service(request).list()
+    return _service(request).list(caller_of(request).scope)
 
 
 @router.get("/{model_id:path}", response_model=Model)
 def retrieve_model(request: Request, model_id: str) -> Model:
-    return _service(request).retrieve(model_id)
+    return _service(request).retrieve(model_id, caller_of(request).scope)
 
 
 @router.delete("/{model_id:path}", response_model=Deleted)
 def delete_model(request: Request, model_id: str) -> Deleted:
-    """Delete a fine-tuned model and its weights; base models answer 400."""
-    return _service(request).delete(model_id)
+    """Delete a fine-tuned model, its checkpoints and their weights; base models answer 400."""
+    return _service(request).delete(model_id, caller_of(request).scope)

@@ -1,7 +1,9 @@
 """Models: the built-in base models, their OpenAI aliases, and fine-tuned models (and their checkpoints).
 
-Deleting a fine-tuned model removes its weights from disk and from the inference engine's memory; base models
-are not deletable (400).
+Base models are shared by every project; a fine-tuned model and its checkpoints belong to the project of the job
+that made them, and read as missing to others. Deleting a fine-tuned model deletes its checkpoints too (the same
+training's weights, served under other ids): their records, their weights in the inference engine's memory and on
+disk, and the job's `fine_tuned_model`. Base models are not deletable (400).
 """
 
 from __future__ import annotations
@@ -21,30 +23,34 @@ _BASE_CREATED = 1_767_225_600
 
 
 class ModelService:
-    def __init__(self, store: Store, home: Path, evict: Callable[[Path], None]) -> None:
+    def __init__(self, store: Store, home: Path, jobs_dir: Path, evict: Callable[[Path], None]) -> None:
         self.store = store
         self.home = home
+        self.jobs_dir = jobs_dir
         self.evict = evict
 
-    def list(self) -> ModelList:
+    def list(self, project: str | None) -> ModelList:
         data = [Model(id=spec.name, created=_BASE_CREATED, owned_by="localft") for spec in list_base_models()]
-        data += [Model(id=m.id, created=m.created_at, owned_by=m.owned_by) for m in self.store.list_models()]
+        data += [Model(id=m.id, created=m.created_at, owned_by=m.owned_by) for m in self.store.list_models(project)]
         return ModelList(data=data)
 
-    def retrieve(self, model_id: str) -> Model:
-        model = self.store.get_model(model_id)
+    def retrieve(self, model_id: str, project: str | None) -> Model:
+        model = self.store.get_model(model_id, project)
         if model is not None:
             return Model(id=model.id, created=model.created_at, owned_by=model.owned_by)
         checkpoint = self.store.get_checkpoint_by_model(model_id)
         if checkpoint is not None:
-            job = self.store.get_job(checkpoint.job_id)
+            try:
+                job = self.store.get_job(checkpoint.job_id, project)
+            except NotFoundError:
+                raise _not_found(model_id) from None
             return Model(id=model_id, created=checkpoint.created_at, owned_by=job.organization_id)
         if not model_id.startswith("ft:") and is_known(model_id):
             return Model(id=model_id, created=_BASE_CREATED, owned_by="localft")
         raise _not_found(model_id)
 
-    def delete(self, model_id: str) -> Deleted:
-        model = self.store.get_model(model_id)
+    def delete(self, model_id: str, project: str | None) -> Deleted:
+        model = self.store.get_model(model_id, project)
         if model is None:
             if not model_id.startswith("ft:") and is_known(model_id):
                 raise InvalidRequestError(
@@ -53,10 +59,11 @@ class ModelService:
                     code="model_not_deletable",
                 )
             raise _not_found(model_id)
-        path = self.home / model.path
-        self.store.delete_model(model_id)
-        self.evict(path)
-        shutil.rmtree(path, ignore_errors=True)
+        checkpoints = self.store.delete_model(model, f"Fine-tuned model deleted: {model_id}")
+        for folder in [self.home / model.path, *(self.home / c.path for c in checkpoints)]:
+            self.evict(folder)
+        shutil.rmtree(self.home / model.path, ignore_errors=True)
+        shutil.rmtree(self.jobs_dir / model.job_id, ignore_errors=True)
         return Deleted(id=model_id, object="model", deleted=True)
 
 

@@ -173,6 +173,7 @@ export async function render(container, ctx) {
         ["LR multiplier", String(hp.learning_rate_multiplier ?? "—")],
         hp.max_length !== undefined ? ["Max length", `${hp.max_length} tokens`] : null,
         ["Seed", job.seed ?? "—"],
+        ["Worker", job.worker_id ? el("code", { id: "job-worker" }, job.worker_id) : "—"],
       ]),
     );
   }

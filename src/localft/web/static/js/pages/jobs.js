@@ -1,4 +1,4 @@
-// Jobs: every fine-tuning job, newest first, refreshed while any is still moving.
+// Jobs: every fine-tuning job, newest first, refreshed while any is still moving; below, the live workers.
 
 import { api, TERMINAL_STATUSES } from "../api.js";
 import { el, errorBox, fmtDate, fmtInt, loading, mount, statusBadge, table } from "../ui.js";
@@ -22,9 +22,26 @@ function jobsTable(list) {
   );
 }
 
+function workersTable(list) {
+  return table(
+    [
+      { label: "Worker", cell: (w) => el("span", { class: "mono wrap" }, w.id) },
+      {
+        label: "Running",
+        cell: (w) => (w.job_id ? el("a", { href: `#/jobs/${w.job_id}`, class: "mono" }, w.job_id) : "idle"),
+      },
+      { label: "Started", cell: (w) => fmtDate(w.started_at) },
+      { label: "Last seen", cell: (w) => fmtDate(w.last_seen_at) },
+    ],
+    list,
+    { empty: "No live workers: jobs wait in the queue until a server with its worker or `localft worker` runs." },
+  );
+}
+
 export async function render(container, ctx) {
   const body = el("div", {}, loading());
   const more = el("div", { class: "actions" });
+  const workers = el("div", { id: "workers" });
   mount(
     container,
     el(
@@ -35,6 +52,8 @@ export async function render(container, ctx) {
     ),
     body,
     more,
+    el("h2", {}, "Workers"),
+    workers,
   );
 
   // Pages already loaded with "Load more" are kept; only the first page is refreshed by polling.
@@ -54,6 +73,8 @@ export async function render(container, ctx) {
   }
 
   async function refresh() {
+    const live = await api("/workers");
+    mount(workers, workersTable(live.data));
     const page = await api("/fine_tuning/jobs", { query: { limit: PAGE_SIZE } });
     const fresh = new Map(page.data.map((j) => [j.id, j]));
     const older = jobs.filter((j) => !fresh.has(j.id) && jobs.indexOf(j) >= PAGE_SIZE);
