@@ -15,9 +15,14 @@ from typing import Any
 import numpy as np
 
 HEAD_FILE = "head.safetensors"
+MIN_TEMPERATURE, MAX_TEMPERATURE = 0.1, 100.0
+"""The range `calibrated` looks for a temperature in."""
 NAMES_SCALE = 20.0
 """How much a text's cosine with a label name's embedding adds to that label's logit, in heads that use the names
 (sentence encoders were trained with similarity scaled by about this)."""
+PROBE_C = 10.0
+"""Inverse regularisation strength of the logistic regressions localft fits on features (frozen members, and the
+probe a tuned encoder's head starts from)."""
 MAX_ITERATIONS = 2000
 """lbfgs iterations of a logistic regression; few-shot sets converge long before."""
 
@@ -97,6 +102,25 @@ def build_head(
     if recipe.names and names is not None:
         head = LinearHead(head.weight + recipe.names * names.astype(np.float32), head.bias, multi_label)
     return head
+
+
+def calibrated(head: LinearHead, features: Any, targets: np.ndarray, cross_validated: float) -> LinearHead:
+    """The head with its logits divided by the temperature at which its loss on the examples it was fitted to equals
+    `cross_validated`, its loss on examples it was not fitted to: as confident on its own training data as it is on
+    new data. A probe fitted to few examples is sure of all of them, and fine-tuning from it then has nothing left
+    to learn (docs/studies/few-shot-classifiers.md)."""
+    from localft.classifier.crossval import log_loss
+
+    logits = head.logits(features)
+
+    def loss(temperature: float) -> float:
+        return log_loss(probabilities(logits / temperature, head.multi_label), targets, head.multi_label)
+
+    low, high = MIN_TEMPERATURE, MAX_TEMPERATURE
+    for _ in range(40):  # loss falls as the temperature falls (sharper): bisect in log space
+        middle = math.sqrt(low * high)
+        low, high = (middle, high) if loss(middle) < cross_validated else (low, middle)
+    return LinearHead(head.weight / low, head.bias / low, head.multi_label)
 
 
 def probabilities(logits: np.ndarray, multi_label: bool) -> np.ndarray:

@@ -28,8 +28,9 @@ import torch
 import torch.nn.functional as F
 
 from localft.base_models.prompt_shape import PromptShape
+from localft.classifier.crossval import log_loss, make_folds, out_of_fold
 from localft.classifier.features import EncoderFeatures, TfidfFeatures
-from localft.classifier.head import HeadRecipe, LinearHead, build_head, label_words
+from localft.classifier.head import PROBE_C, HeadRecipe, LinearHead, build_head, calibrated, label_words
 from localft.classifier.model import ENCODER_FOLDER, Member, save_member
 from localft.eval.metrics import classification_metrics, multilabel_metrics
 from localft.training.dataset import ChatExample
@@ -54,8 +55,6 @@ HIDDEN_DROPOUT_FIELDS = ("hidden_dropout_prob", "dropout")
 TRAIN_WORD_EMBEDDINGS = True
 """Whether fine-tuning updates the word embedding matrix (MiniLM: half its weights) or leaves it frozen. Trained by
 measurement: frozen, scores fell on four of five datasets (docs/studies)."""
-PROBE_C = 10.0
-"""Inverse regularisation strength of the logistic regression the head starts from (`classifier.head.fit_head`)."""
 MEMBER = "member-0"
 """The tuned encoder's folder in a checkpoint (`localft.classifier.model`)."""
 
@@ -138,9 +137,10 @@ class EncoderLearner:
         label = self.task.label_of(answer).strip()
         return (self.labels.index(label) if label in self.labels else -1,)
 
-    def start_head(self, items: Sequence[EncoderItem], recipe: HeadRecipe | None = None) -> None:
+    def start_head(self, items: Sequence[EncoderItem], recipe: HeadRecipe | None = None, seed: int = 0) -> None:
         """The head starts as a head over the frozen encoder's features: by default the linear probe (a logistic
-        regression), or as `recipe` says (`auto` passes the recipe that cross-validated best for this encoder)."""
+        regression), or as `recipe` says (`auto` passes the recipe that cross-validated best for this encoder);
+        calibrated to be as confident on these examples as it is, cross-validated, on examples it has not seen."""
         known = [it for it in items if it.target[0] >= 0 or self.task.multi_label]
         if not known:
             return
@@ -148,7 +148,16 @@ class EncoderLearner:
         features = self.features.embed_ids([it.input_ids for it in known])
         names = self.features.embed([label_words(label) for label in self.labels]) if recipe.names else None
         targets = self._targets_array(known)
-        start = build_head(recipe, features, targets, len(self.labels), self.task.multi_label, PROBE_C, names)
+        n_labels, multi = len(self.labels), self.task.multi_label
+
+        def fold(train_idx: np.ndarray, test_idx: np.ndarray) -> np.ndarray:
+            head = build_head(recipe, features[train_idx], targets[train_idx], n_labels, multi, PROBE_C, names)
+            return head.probabilities(features[test_idx])
+
+        start = build_head(recipe, features, targets, n_labels, multi, PROBE_C, names)
+        if len(known) >= 4:
+            oof = out_of_fold(len(known), n_labels, make_folds(targets, multi, seed), fold)
+            start = calibrated(start, features, targets, log_loss(oof, targets, multi))
         with torch.no_grad():
             self.head.weight.copy_(torch.from_numpy(start.weight))
             self.head.bias.copy_(torch.from_numpy(start.bias))

@@ -171,7 +171,7 @@ def _prepare(
     if isinstance(learner, EncoderLearner):
         learner.fit_class_weights(train_items)
         if resume_from is None:
-            learner.start_head(train_items, additions.head)
+            learner.start_head(train_items, additions.head, spec.seed)
     memory = plan_memory(
         learner.model.config,  # type: ignore[attr-defined]  # both learners hold a Hugging Face model
         free_memory(device),

@@ -23,10 +23,9 @@ model would be.
 from __future__ import annotations
 
 import json
-import random
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -43,8 +42,9 @@ from localft.base_models import (
 )
 from localft.base_models.prompt_shape import PromptShape
 from localft.base_models.templates import content_text
+from localft.classifier.crossval import FoldProbs, log_loss, make_folds, out_of_fold
 from localft.classifier.features import TfidfFeatures
-from localft.classifier.head import HEAD_RECIPES, HeadRecipe, build_head, fit_head, label_words
+from localft.classifier.head import HEAD_RECIPES, PROBE_C, HeadRecipe, build_head, fit_head, label_words
 from localft.classifier.model import Member, load_encoder_features, save_member
 from localft.errors import TrainingCancelled
 from localft.settings import Settings
@@ -57,10 +57,6 @@ from localft.training.lora_causal import CausalLearner
 from localft.training.task import TaskInfo, detect_task
 
 Kind = Literal["tfidf", "frozen", "tuned", "lora"]
-FOLDS = 5
-"""Cross-validation folds (fewer when the smallest label has fewer examples than this, but at least 2)."""
-HEAD_C = 10.0
-"""Inverse regularisation of the frozen members' logistic regressions."""
 BUDGET_PASSES = 150.0
 """Selection's compute budget, in passes of the smallest encoder over the training texts."""
 TRAINING_PASS_COST = 4.0
@@ -239,12 +235,8 @@ class Selector:
 
     # --- scoring ------------------------------------------------------------------------------------------------
 
-    def _cross_validate(self, probs_for: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
-        n = len(self.train)
-        out = np.zeros((n, len(self.task.labels)), dtype=np.float32)
-        for fold in self.folds:
-            out[fold] = probs_for(np.setdiff1d(np.arange(n), fold), fold)
-        return out
+    def _cross_validate(self, probs_for: FoldProbs) -> np.ndarray:
+        return out_of_fold(len(self.train), len(self.task.labels), self.folds, probs_for)
 
     def _score(self, probs: np.ndarray, mask: np.ndarray) -> float:
         """Accuracy, or for multi-label data micro F1 at thresholds tuned on the same predictions."""
@@ -261,7 +253,7 @@ class Selector:
     def _frozen_oof(self, x: np.ndarray, names: np.ndarray, recipe: HeadRecipe) -> np.ndarray:
         def fold(train_idx: np.ndarray, test_idx: np.ndarray) -> np.ndarray:
             n_labels, multi = len(self.task.labels), self.task.multi_label
-            head = build_head(recipe, x[train_idx], self.targets[train_idx], n_labels, multi, HEAD_C, names)
+            head = build_head(recipe, x[train_idx], self.targets[train_idx], n_labels, multi, PROBE_C, names)
             return head.probabilities(x[test_idx])
 
         return self._cross_validate(fold)
@@ -409,12 +401,12 @@ def _fit_fixed(
     n_labels = len(task.labels)
     if candidate.kind == "tfidf":
         tfidf = TfidfFeatures.fit(texts)
-        head = fit_head(tfidf.embed(texts), targets, n_labels, task.multi_label, HEAD_C)
+        head = fit_head(tfidf.embed(texts), targets, n_labels, task.multi_label, PROBE_C)
         return Companion(Member("tfidf", folder), tfidf, head)
     max_length = MAX_LENGTH["encoder"]
     features = load_encoder_features(local_model_dir(candidate.base_model, cache_dir), device, max_length)
     names = features.embed([label_words(label) for label in task.labels])
-    head = build_head(candidate.head, features.embed(texts), targets, n_labels, task.multi_label, HEAD_C, names)
+    head = build_head(candidate.head, features.embed(texts), targets, n_labels, task.multi_label, PROBE_C, names)
     member = Member("encoder", folder, base_model=candidate.base_model, max_length=max_length)
     return Companion(member, features, head)
 
@@ -481,19 +473,17 @@ def _validation_metrics(
     texts = [shape.payload(ex.context) for ex in valid]
     total = sum(c.member.weight for c in companions)
     probs = np.asarray(sum(c.member.weight * c.head.probabilities(c.features.embed(texts)) for c in companions))
-    probs = np.clip(probs / total, 1e-7, 1 - 1e-7)
+    probs = probs / total
     labels = task.labels
     targets = targets_of(valid, task)
+    loss = log_loss(probs, targets, task.multi_label)
     if task.multi_label:
-        loss = float(-(targets * np.log(probs) + (1 - targets) * np.log(1 - probs)).mean())
         decided = probs > np.asarray(thresholds or [0.5] * len(labels))
         pred = [[label for label, on in zip(labels, row, strict=True) if on] for row in decided]
         multi = multilabel_metrics([task.label_set(ex.answer) for ex in valid], pred, labels)
         values = {"exact_match": multi.exact_match, "micro_f1": multi.micro_f1, "macro_f1": multi.macro_f1}
         accuracy = multi.exact_match
     else:
-        known = targets >= 0  # answers outside the training labels have no probability to score
-        loss = float(-np.log(probs[known, targets[known]]).mean()) if known.any() else 0.0
         gold = [task.label_of(ex.answer).strip() for ex in valid]
         single = classification_metrics(gold, [labels[i] for i in probs.argmax(1)], labels)
         values = {"accuracy": single.accuracy, "macro_f1": single.macro_f1, "weighted_f1": single.weighted_f1}
@@ -533,33 +523,12 @@ def targets_of(examples: Sequence[ChatExample], task: TaskInfo) -> np.ndarray:
     return np.array([index.get(task.label_of(ex.answer).strip(), -1) for ex in examples], dtype=np.int64)
 
 
-def make_folds(targets: np.ndarray, multi_label: bool, seed: int) -> list[np.ndarray]:
-    """Stratified folds: each label's examples dealt round the folds in a seeded order, so every fold holds about
-    the same share of every label (multi-label data: of every label combination)."""
-    keys = [",".join(map(str, row)) for row in targets] if multi_label else [str(t) for t in targets]
-    by_key: dict[str, list[int]] = {}
-    for i, key in enumerate(keys):
-        by_key.setdefault(key, []).append(i)
-    smallest = min(len(v) for v in by_key.values())
-    k = max(2, min(FOLDS, len(targets) // 2, max(smallest, 2)))
-    rng = random.Random(seed)
-    folds: list[list[int]] = [[] for _ in range(k)]
-    start = 0
-    for key in sorted(by_key):
-        members = by_key[key]
-        rng.shuffle(members)
-        for j, i in enumerate(members):
-            folds[(start + j) % k].append(i)
-        start += len(members)
-    return [np.array(sorted(f), dtype=np.int64) for f in folds if f]
-
-
 def _tfidf_probs(
     texts: list[str], targets: np.ndarray, train_idx: np.ndarray, test_idx: np.ndarray, task: TaskInfo
 ) -> np.ndarray:
     tfidf = TfidfFeatures.fit([texts[i] for i in train_idx])
     head = fit_head(
-        tfidf.embed([texts[i] for i in train_idx]), targets[train_idx], len(task.labels), task.multi_label, HEAD_C
+        tfidf.embed([texts[i] for i in train_idx]), targets[train_idx], len(task.labels), task.multi_label, PROBE_C
     )
     return head.probabilities(tfidf.embed([texts[i] for i in test_idx]))
 

@@ -64,8 +64,11 @@ def test_single_label_encoder_learns_and_saves_a_pooled_classifier(tiny_encoder:
     assert np.allclose(probs.sum(1), 1.0, atol=1e-5)
 
 
-def test_the_head_starts_as_a_logistic_regression_on_the_frozen_features(tiny_encoder: Path, tmp_path: Path) -> None:
-    """LP-FT: before any step the head is the probe, so the learner scores as frozen features + LR would."""
+def test_the_head_starts_as_a_calibrated_logistic_regression_on_the_frozen_features(
+    tiny_encoder: Path, tmp_path: Path
+) -> None:
+    """LP-FT: before any step the head is the probe, scaled to be as confident on its training examples as it is,
+    cross-validated, on examples it was not fitted to; so it ranks the labels as frozen features + LR would."""
     learner = learner_for(tiny_encoder, ["positive", "negative", "neutral"] * 4)
     items = learner.make_items(read_examples(write_jsonl(tmp_path / "t.jsonl", sentiment_records(2))))
     assert not learner.head.weight.any()
@@ -73,9 +76,28 @@ def test_the_head_starts_as_a_logistic_regression_on_the_frozen_features(tiny_en
     features = learner.features.embed_ids([it.input_ids for it in items])
     targets = np.array([it.target[0] for it in items])
     probe = fit_head(features, targets, 3, False, encoder_head.PROBE_C)
-    torch.testing.assert_close(learner.head.weight.detach(), torch.from_numpy(probe.weight))
-    logits = learner.head(torch.from_numpy(features)).argmax(-1).numpy()
-    assert (logits == targets).mean() > 0.5
+    start = learner.head.weight.detach().numpy()
+    scale = float((start * probe.weight).sum() / (probe.weight**2).sum())
+    np.testing.assert_allclose(start, scale * probe.weight, rtol=1e-4, atol=1e-6)  # the probe, scaled
+    assert 0 < scale <= 10
+    logits = learner.head(torch.from_numpy(features)).detach().numpy()
+    np.testing.assert_array_equal(logits.argmax(-1), probe.logits(features).argmax(-1))
+    assert (logits.argmax(-1) == targets).mean() > 0.5
+
+
+def test_calibration_matches_the_cross_validated_loss() -> None:
+    from localft.classifier.crossval import log_loss
+    from localft.classifier.head import calibrated
+
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(40, 8)).astype(np.float32)
+    targets = (features[:, 0] > 0).astype(np.int64)
+    sure = fit_head(features, targets, 2, False, 1000.0)  # a near-perfect fit: overconfident on its own data
+    own = log_loss(sure.probabilities(features), targets, False)
+    honest = calibrated(sure, features, targets, cross_validated=0.4)
+    assert own < 0.4
+    assert log_loss(honest.probabilities(features), targets, False) == pytest.approx(0.4, abs=1e-3)
+    np.testing.assert_array_equal(honest.logits(features).argmax(1), sure.logits(features).argmax(1))
 
 
 def test_multi_label_encoder_records_thresholds(tiny_encoder: Path, tmp_path: Path) -> None:

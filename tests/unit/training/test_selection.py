@@ -11,10 +11,10 @@ import pytest
 import torch
 
 import localft.training.selection as selection
+from localft.classifier.crossval import make_folds
 from localft.errors import TrainingCancelled
 from localft.training import Hyperparameters, TrainSpec, run_training
 from localft.training.checkpoint import read_checkpoint
-from localft.training.selection import make_folds
 
 from .conftest import ListSink, chat, sentiment_records, write_jsonl
 
