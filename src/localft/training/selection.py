@@ -59,6 +59,8 @@ from localft.training.task import TaskInfo, detect_task
 Kind = Literal["tfidf", "frozen", "tuned", "lora"]
 BUDGET_PASSES = 150.0
 """Selection's compute budget, in passes of the smallest encoder over the training texts."""
+TUNING_BUDGET_PASSES = 300.0
+"""What fine-tuning the chosen encoder may cost where its tuned version was not scored, in the same passes."""
 TRAINING_PASS_COST = 4.0
 """A training pass over a text costs about this many inference passes (forward, backward and the update)."""
 MIN_GAIN = 0.002
@@ -231,7 +233,29 @@ class Selector:
         if self.task.multi_label:
             mean = np.mean([oof[m] for m in best.members], axis=0)
             thresholds = tune_thresholds(_tensor(mean[common]), [tuple(t) for t in self.targets[common]])
-        return Decision([candidates[name] for name in best.members], table, self.metric, thresholds)
+        chosen = self._tuned_in_place([candidates[name] for name in best.members], set(candidates))
+        return Decision(chosen, table, self.metric, thresholds)
+
+    def _tuned_in_place(self, chosen: list[Candidate], scored: set[str]) -> list[Candidate]:
+        """The choice with its best frozen encoder fine-tuned from the same head (LP-FT), where the tuned version was
+        not scored (over the compute budget) and its run fits `TUNING_BUDGET_PASSES`: fine-tuning from the
+        calibrated probe scored above the frozen encoder on every dataset measured (docs/studies), and scoring it
+        would cost it several times over. A scored tuned version that lost stays out."""
+        if any(c.kind in ("tuned", "lora") for c in chosen):
+            return chosen
+        for i, candidate in enumerate(chosen):
+            if candidate.kind != "frozen":
+                continue
+            tuned = Candidate("tuned", candidate.base_model, candidate.head)
+            cost = self._run_passes(tuned, share=1.0)
+            if tuned.name in scored or cost > TUNING_BUDGET_PASSES:
+                return chosen
+            self.sink.log(
+                f"auto: fine-tuning {candidate.base_model} from its chosen head ({cost:.0f} passes): it was not "
+                "scored tuned, and tuning from the probe has never scored below the frozen encoder here"
+            )
+            return [*chosen[:i], tuned, *chosen[i + 1 :]]
+        return chosen
 
     # --- scoring ------------------------------------------------------------------------------------------------
 
@@ -263,7 +287,11 @@ class Selector:
 
     def _fold_passes(self, candidate: Candidate) -> float:
         """A fold's fine-tuning and prediction, in passes of the smallest encoder over all the training texts."""
-        share = 1 - 1 / len(self.folds)
+        return self._run_passes(candidate, share=1 - 1 / len(self.folds))
+
+    def _run_passes(self, candidate: Candidate, share: float) -> float:
+        """Fine-tuning on `share` of the training texts and predicting the rest, in passes of the smallest encoder
+        over all of them."""
         family: Family = "encoder" if candidate.kind == "tuned" else "causal_lm"
         n_epochs = resolve(self.spec.hyperparameters, family, int(len(self.train) * share)).n_epochs
         size = self._relative_size(local_model_dir(candidate.base_model, self.cache_dir))

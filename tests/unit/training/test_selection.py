@@ -79,6 +79,7 @@ def test_with_no_budget_for_tuning_a_frozen_choice_is_written_at_once(
     tiny_auto: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(selection, "BUDGET_PASSES", 0.0)
+    monkeypatch.setattr(selection, "TUNING_BUDGET_PASSES", 0.0)
     train = write_jsonl(tmp_path / "t.jsonl", sentiment_records(4))
     valid = write_jsonl(tmp_path / "v.jsonl", sentiment_records(1))
     sink = ListSink()
@@ -91,6 +92,29 @@ def test_with_no_budget_for_tuning_a_frozen_choice_is_written_at_once(
     assert sink.metrics[-1].classification["accuracy"] == pytest.approx(meta.metrics["full_valid_accuracy"])
     assert sink.metrics[-1].full_valid_loss is not None and sink.metrics[-1].full_valid_loss > 0
     assert len(sink.checkpoints) == 1
+
+
+def test_a_frozen_choice_is_fine_tuned_where_its_tuned_version_was_not_scored(
+    tiny_auto: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Scoring the tuned encoder was over the budget, tuning it once is not: the chosen frozen encoder is fine-tuned
+    from the same head, and the event says why."""
+    monkeypatch.setattr(selection, "BUDGET_PASSES", 0.0)
+    monkeypatch.setattr(selection, "installed_encoders", lambda: [str(tiny_auto)])
+    train = write_jsonl(tmp_path / "t.jsonl", sentiment_records(4))
+    sink = ListSink()
+    chosen = selection.Candidate("frozen", str(tiny_auto), selection.HeadRecipe(names=20.0))
+    selector = selection.Selector(
+        selection.read_examples(train), [], selection.detect_task(["positive", "negative", "neutral"] * 4),
+        auto_spec(train, tmp_path / "out"), sink,
+    )  # fmt: skip
+    tuned = selector._tuned_in_place([chosen, selection.Candidate("tfidf")], {chosen.name, "tfidf"})
+    assert tuned[0] == selection.Candidate("tuned", str(tiny_auto), chosen.head) and tuned[1].kind == "tfidf"
+    assert any(f"auto: fine-tuning {tiny_auto} from its chosen head" in m for m in sink.messages)
+    scored_and_lost = selector._tuned_in_place([chosen], {chosen.name, f"{tiny_auto} tuned"})
+    assert scored_and_lost == [chosen]
+    monkeypatch.setattr(selection, "TUNING_BUDGET_PASSES", 0.0)
+    assert selector._tuned_in_place([chosen], {chosen.name}) == [chosen]
 
 
 def test_multi_label_auto_scores_micro_f1_and_keeps_thresholds(tiny_auto: Path, tmp_path: Path) -> None:
