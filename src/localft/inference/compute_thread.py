@@ -5,7 +5,7 @@ of helper threads, kept until that thread ends. Once a process holds more OpenMP
 idle ones, libgomp stops letting helpers spin between parallel regions, and each of the thousands of small regions
 in a forward pass then waits for a helper to wake up. Measured on two cores: a batch of 16 SmolLM2 requests took
 566-614 ms with one team and 798-862 ms while four other, idle, teams existed (801-1072 ms beside a single one;
-BENCHMARKS.md). So:
+docs/studies/inference-speed.md). So:
 
 - request threads (a server's thread pool) hand their tensor work to this thread and start none themselves;
 - the thread ends after `IDLE_SECONDS` without work, taking its team along, so a training job in the same process

@@ -4,7 +4,8 @@ Fine-tuned LoRA adapters of one base share that base's weights: the first adapte
 later ones are added to it with `load_adapter`; base-model requests run with the adapters disabled. Each adapter
 also keeps merged copies of the weights it adapts (W + scale * B @ A, a few dozen MB for a built-in model, counted
 in the memory bound): a batch swaps them in and runs the plain base layers, because the adapter's own small
-multiplies, casts and additions took about a tenth of a SmolLM2 scoring pass (BENCHMARKS.md). Adapters that cannot
+multiplies, casts and additions took about a tenth of a SmolLM2 scoring pass (docs/studies/inference-speed.md). Adapters
+that cannot
 be merged (int8 base layers, LoRA variants) are chosen with `set_adapter` instead. Encoders are whole models and
 cached on their own. Tokenizers and checkpoint descriptions are small and kept apart from the weights, so a request
 can be prepared while weights are loaded or evicted.
@@ -69,7 +70,8 @@ class ModelInfo:
 
     def count_tokens(self, text: str) -> int:
         """Tokens of an answer's text (usage). Remembered for the answers a classifier repeats: counting them
-        again took a third of the request threads' time under concurrent encoder requests (BENCHMARKS.md)."""
+        again took a third of the request threads' time under concurrent encoder requests
+        (docs/studies/inference-speed.md)."""
         count = self._counts.get(text)
         if count is None:
             count = len(self.tokenize(text, add_special_tokens=False)["input_ids"])

@@ -4,7 +4,7 @@ On a CPU without native bf16 (AVX2 only, as on the machines here), fp32 matmuls 
 bf16 is emulated (slower). Dynamic int8 quantization (int8 weights per output channel, activations quantized per
 call) multiplies with integer instructions instead: measured 2.3x faster for MiniLM here. Whether the answers
 survive it depends on the model: BERT-style encoders keep their decisions, SmolLM2's MLP activations have
-outliers that per-tensor activation scales flatten (BENCHMARKS.md, "Inference precision"). Hence the policy:
+outliers that per-tensor activation scales flatten (docs/studies/inference-speed.md). Hence the policy:
 
 - `auto` (default): int8 for encoders on a CPU without native bf16, where it is the fast path; with native bf16,
   bf16 weights were nearly as fast and changed no answer, so they stay; causal LMs stay in float;

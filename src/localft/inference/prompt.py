@@ -19,7 +19,7 @@ def shared_prefix_text(tokenizer: Any, messages: list[dict[str, Any]], kind: Tem
     the last turn's own header). Empty when the template cannot render it or changes the text it is given.
 
     The header counts: `<|im_start|>user\n` is 3 of the 30-odd tokens of an SST-2 request after SmolLM2's system
-    prompt, computed once instead of in every request (BENCHMARKS.md)."""
+    prompt, computed once instead of in every request (docs/studies/inference-speed.md)."""
     history, _ = split_partial(messages)
     last_user = max((i for i, m in enumerate(history) if m.get("role") == "user"), default=-1)
     if last_user < 0:

@@ -5,10 +5,12 @@
   head starts from a linear probe (`training.encoder_head`), so a fixed number of steps tunes it whatever the file's
   size, and big files need no more than one pass (docs/studies/few-shot-classifiers.md). `training_budget` gives
   validation reports the family's rule, so `localft validate --model` shows the epochs the job will run.
-- `batch_size`: per family, picked by measurement on this CPU (BENCHMARKS.md, "Defaults"): 8 for causal LMs, 16 for
+- `batch_size`: per family, picked by measurement on this CPU (docs/studies/training-defaults.md): 8 for causal LMs, 16
+for
   encoders; smaller for tiny files so an epoch still makes about ten optimizer steps.
 - `learning_rate_multiplier`: 1.0, which scales the family's base learning rate (LoRA 1e-3, encoder fine-tuning
-  1e-4), chosen by a sweep on real data (`benchmarks/bench_defaults.py`, BENCHMARKS.md "Defaults"); the value that
+  1e-4), chosen by a sweep on real data (`benchmarks/bench_defaults.py`, docs/studies/training-defaults.md); the value
+  that
   actually ran is always reported.
 
 Batches that do not fit the per-forward token budget are split into micro-batches with gradient accumulation, so the
@@ -27,7 +29,8 @@ from localft.training.hparams import Hyperparameters
 Family = Literal["causal_lm", "encoder"]
 
 # LoRA at 2e-4 (the common recipe) left SmolLM2 at 61% on the tutorial's 100 airline tweets after its 39 steps;
-# 1e-3 gave 71% and 2e-3 73% (BENCHMARKS.md). 1e-3 takes nearly all of the gain at half the step size, safer for
+# 1e-3 gave 71% and 2e-3 73% (docs/studies/training-defaults.md). 1e-3 takes nearly all of the gain at half the step
+# size, safer for
 # the longer runs of bigger files that the sweep did not cover.
 BASE_LEARNING_RATE: dict[Family, float] = {"causal_lm": 1e-3, "encoder": 1e-4}
 AUTO_BATCH_SIZE: dict[Family, int] = {"causal_lm": 8, "encoder": 16}
@@ -37,7 +40,7 @@ TOKENS_PER_FORWARD: dict[Family, int] = {"causal_lm": 4096, "encoder": 8192}
 """Padded tokens per forward pass before a batch is split into micro-batches (bounds activation memory)."""
 FORWARD_OVERHEAD: dict[Family, int] = {"causal_lm": 128, "encoder": 170}
 """A training forward pass's fixed cost in tokens: what splitting a batch by length must save to pay (measured in
-BENCHMARKS.md, "Real-length batches")."""
+docs/studies/training-speed.md, "Real-length batches")."""
 MIN_STEPS_PER_EPOCH = 10
 MIN_ENCODER_STEPS = 80
 """Optimizer steps an encoder's auto epochs add up to at least, within `MAX_ENCODER_EPOCHS_FOR_STEPS`."""

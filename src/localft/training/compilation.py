@@ -4,7 +4,7 @@ A training step's matrix multiplies already run at this CPU's roof; much of the 
 PyTorch does one operator at a time, each a full pass over memory: RMS norms (Gemma 3 has six per layer), gated
 activations, rotary embeddings, residual adds, dropout masks, autocast's casts. Inductor fuses a layer's element-wise
 work into a few C++ loops around the same matrix-multiply kernels: LoRA steps 1.25x faster for SmolLM2 and 1.30x for
-Gemma 3 in in-process A/Bs (BENCHMARKS.md, "Training speed", compiled layers); MiniLM's steps only 1.02x, so `auto`
+Gemma 3 in in-process A/Bs (docs/studies/training-speed.md, compiled layers); MiniLM's steps only 1.02x, so `auto`
 leaves encoders eager.
 
 Compiling is not free: about half a minute at the start of a run with an empty cache on two cores, a few seconds
@@ -42,7 +42,8 @@ log = logging.getLogger(__name__)
 
 COMPILE_MIN_TOKENS: dict[Family, int | None] = {"causal_lm": 100_000, "encoder": None}
 """Training tokens (all epochs) from which `auto` compiles: above where the measured per-token gain repays a cold
-compile. Whole runs on real-length batches (BENCHMARKS.md, "One compiled graph"): compiled steps saved 0.41 ms per
+compile. Whole runs on real-length batches (docs/studies/training-speed.md, "One compiled graph"): compiled steps saved
+0.41 ms per
 token (SmolLM2) and 0.47 (Gemma 3), a cold compile cost about 34 and 39 s, so both break even near 84,000 tokens.
 (The earlier compiles of a graph per kind of pass cost twice as much on one machine of this kind as on another; one
 graph has been measured on one machine only.) None: `auto` never compiles that family; MiniLM's steps were 1.02x
@@ -154,7 +155,7 @@ def _any_number_of_rows(hidden: torch.Tensor, mask: Any) -> None:
     Otherwise dynamo specializes a dimension of size 1 (a one-row pass: the longest examples) and compiles it as a
     graph of its own, and again for every other kind of pass. With one attention for every width
     (`kernels.COMPILED_EAGER_MAX_WIDTH`) and this, a real-length SmolLM2 run compiles one graph where it compiled
-    five, and a Gemma 3 run one as well (BENCHMARKS.md)."""
+    five, and a Gemma 3 run one as well (docs/studies/training-speed.md)."""
     from torch._dynamo.decorators import mark_unbacked
 
     mark_unbacked(hidden, 0, shape_id="rows")

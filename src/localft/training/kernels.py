@@ -1,6 +1,6 @@
 """Faster CPU kernels for training passes: which attention a pass runs, and dropout with a cheaper random source.
 
-Two costs showed in profiles of training steps on a 2-core CPU (BENCHMARKS.md, "Training speed"):
+Two costs showed in profiles of training steps on a 2-core CPU (docs/studies/training-speed.md):
 - PyTorch's fused SDPA attention has a slow backward pass on CPU at short lengths: a SmolLM2 step of 8 x 128 tokens
   spent 18% of its time there. The textbook ("eager") attention, two batched matrix multiplies and a softmax, is
   faster up to about 256 tokens and slower beyond (its score matrix grows with the square of the length), so each
@@ -29,13 +29,15 @@ from torch import nn
 
 EAGER_MAX_WIDTH = 256
 """Passes up to this many tokens wide run eager attention, wider ones the model's default (SDPA). Measured on
-SmolLM2 LoRA steps (BENCHMARKS.md): transformers' eager attention was 1.17x faster than SDPA at 128 tokens, 1.1-1.4x
+SmolLM2 LoRA steps (docs/studies/training-speed.md): transformers' eager attention was 1.17x faster than SDPA at 128
+tokens, 1.1-1.4x
 at 256, even at 384, 0.6x at 512. Ours is faster still (1.13x SDPA at 256, 1.23x at 512), but its score matrices grow
 with the square of the width: three passes of 8 x 512 peaked at 8.3-8.7 GB against 5.1 GB with SDPA, too much for a
 laptop, so wider passes keep SDPA."""
 COMPILED_EAGER_MAX_WIDTH = 512
 """The same for training passes through compiled layers (`training.compilation`). Compiled, transformers' eager
-attention (what the LLMs ran before ours) was the faster at every width measured (BENCHMARKS.md): SmolLM2 1.25x SDPA
+attention (what the LLMs ran before ours) was the faster at every width measured (docs/studies/training-speed.md):
+SmolLM2 1.25x SDPA
 at 128 tokens, 1.27x at 512; Gemma 3 1.13x and 1.24x; compiled at 128 tokens, ours ran 1.01x faster than it. And one
 attention for every width of a default run (512 tokens at most) means one compiled graph instead of one per
 attention and mask kind. The price is memory: the score matrices grow with the width (with transformers' eager

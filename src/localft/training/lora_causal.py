@@ -1,6 +1,7 @@
 """LoRA fine-tuning of a causal LM (peft), with the loss on assistant tokens only.
 
-Speed on CPU comes from two things (measured in shared/reference/models.md and BENCHMARKS.md): bf16 autocast, and
+Speed on CPU comes from two things (measured in shared/reference/models.md and docs/studies/training-speed.md): bf16
+autocast, and
 computing logits only where the loss needs them. The LM head projects onto the whole vocabulary (49k tokens for
 SmolLM2, 262k for Gemma 3), so running it over every position of a prompt whose tokens carry no loss costs more than
 the transformer layers; the decoder body runs on the full sequence and the head only on the answer positions.
@@ -259,7 +260,8 @@ def skip_adapter_input_casts(model: Any) -> None:
 
     Under bf16 autocast that cast is undone at once (the adapter's matrix multiplies run in bf16 either way), so it
     only copied the hidden states: without it, the loss and gradients are the same and steps ran faster in four
-    in-process A/Bs per model, median ratios 1.03-1.16 for SmolLM2 and 1.00-1.05 for Gemma 3 (BENCHMARKS.md). Only
+    in-process A/Bs per model, median ratios 1.03-1.16 for SmolLM2 and 1.00-1.05 for Gemma 3
+    (docs/studies/training-speed.md). Only
     for models that always run under autocast: outside it, a bf16 input would meet the fp32 adapter weights."""
     for module in model.modules():
         if hasattr(module, "cast_input_dtype_enabled"):
