@@ -81,7 +81,7 @@ def run_training(
     reuse_freed_memory()
     resolved_name = resolve_alias(spec.base_model)
     if resolved_name == AUTO:
-        from localft.training.selection import run_auto
+        from localft.training.auto_classifier import run_auto
 
         return run_auto(spec, sink)
     if parallel is None:

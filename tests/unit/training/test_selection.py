@@ -10,11 +10,14 @@ import numpy as np
 import pytest
 import torch
 
+import localft.training.auto_classifier as auto_classifier
 import localft.training.selection as selection
 from localft.classifier.crossval import make_folds
 from localft.errors import TrainingCancelled
 from localft.training import Hyperparameters, TrainSpec, run_training
 from localft.training.checkpoint import read_checkpoint
+from localft.training.dataset import read_examples
+from localft.training.task import detect_task
 
 from .conftest import ListSink, chat, sentiment_records, write_jsonl
 
@@ -105,7 +108,7 @@ def test_a_frozen_choice_is_fine_tuned_where_its_tuned_version_was_not_scored(
     sink = ListSink()
     chosen = selection.Candidate("frozen", str(tiny_auto), selection.HeadRecipe(names=20.0))
     selector = selection.Selector(
-        selection.read_examples(train), [], selection.detect_task(["positive", "negative", "neutral"] * 4),
+        read_examples(train), [], detect_task(["positive", "negative", "neutral"] * 4),
         auto_spec(train, tmp_path / "out"), sink,
     )  # fmt: skip
     tuned = selector._tuned_in_place([chosen, selection.Candidate("tfidf")], {chosen.name, "tfidf"})
@@ -137,7 +140,7 @@ def test_multi_label_auto_scores_micro_f1_and_keeps_thresholds(tiny_auto: Path, 
 def test_free_text_answers_fine_tune_the_default_llm(
     tiny_causal_lm: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(selection, "DEFAULT_BASE_MODEL", str(tiny_causal_lm))
+    monkeypatch.setattr(auto_classifier, "DEFAULT_BASE_MODEL", str(tiny_causal_lm))
     records = [
         chat(f"say something about {w}", f"here is a long free answer about {w} number {i}")
         for i, w in enumerate(["bags", "gates", "flights", "crews", "seats", "meals", "delays", "fares"] * 2)
