@@ -130,7 +130,11 @@ def _metadata(pairs: tuple[str, ...]) -> dict[str, str] | None:
 
 
 @jobs.command()
-@click.option("--model", required=True, help="Base model (catalog name, alias or local folder) or an ft: model.")
+@click.option(
+    "--model",
+    required=True,
+    help="Base model: a catalog name, an OpenAI alias or a local folder (not an ft: model: start from its base).",
+)
 @click.option("--training-file", required=True, metavar="FILE_ID")
 @click.option("--validation-file", default=None, metavar="FILE_ID")
 @hyperparameter_options

@@ -80,8 +80,8 @@ function reportView(report, file) {
   );
 }
 
-// The report for a model the user chose counts with its tokenizer and gives its family's auto epochs (encoders run
-// more than OpenAI's rule on small files). A model the server cannot load (a typo, an ft: id) gets the estimate.
+// The report counts with the chosen base model's tokenizer and gives its family's auto epochs (encoders run more
+// than OpenAI's rule on small files). A model the server cannot load (a typo, say) gets the estimate.
 async function validation(fileId, model) {
   const path = `/files/${encodeURIComponent(fileId)}/validation`;
   if (!model) return api(path);
@@ -104,7 +104,8 @@ export async function render(container) {
     listAll("/files", { query: { purpose: "fine-tune" } }),
     api("/models"),
   ]);
-  const baseModels = modelList.data.map((m) => m.id);
+  // Only base models are offered: the API refuses to train an ft: model further (start from its base model).
+  const baseModels = modelList.data.map((m) => m.id).filter((id) => !id.startsWith("ft:"));
 
   const trainingSelect = el("select", { name: "training_file", id: "training-file", required: true });
   const validationSelect = el("select", { name: "validation_file", id: "validation-file" });
@@ -125,7 +126,7 @@ export async function render(container) {
 
   const reportSlot = el("div", { id: "validation-slot" });
   const submitError = el("div");
-  const defaultModel = baseModels.find((id) => !id.startsWith("ft:")) || "";
+  const defaultModel = baseModels[0] || "";
   const modelInput = el("input", {
     name: "model",
     id: "base-model",
@@ -133,10 +134,9 @@ export async function render(container) {
     value: defaultModel,
     required: true,
   });
-  // Until the user picks a model the report uses the estimate, which is what the default LLM's epochs follow, and
-  // opening the page never loads (or downloads) a tokenizer.
-  let modelChosen = false;
-  const chosenModel = () => (modelChosen ? modelInput.value.trim() : "");
+  // The report always counts with the model in the box, the preselected default included: the estimate is only
+  // the fallback for a model the server cannot load.
+  const chosenModel = () => modelInput.value.trim();
   let report = null;
 
   async function checkFile(fileId) {
@@ -157,10 +157,7 @@ export async function render(container) {
     }
   }
   trainingSelect.addEventListener("change", () => checkFile(trainingSelect.value));
-  modelInput.addEventListener("change", () => {
-    modelChosen = true;
-    checkFile(trainingSelect.value);
-  });
+  modelInput.addEventListener("change", () => checkFile(trainingSelect.value));
 
   const upload = el("input", { type: "file", name: "upload", id: "upload-training", accept: ".jsonl,.json,.txt" });
   upload.addEventListener("change", async () => {
@@ -203,7 +200,7 @@ export async function render(container) {
         "Base model",
         modelInput,
         el("datalist", { id: "base-models" }, baseModels.map((id) => el("option", { value: id }))),
-        el("span", { class: "hint" }, "A listed model, an OpenAI alias, a previous ft: model or a local folder."),
+        el("span", { class: "hint" }, "A listed base model, an OpenAI alias (gpt-4o-mini) or a local Hugging Face folder. A fine-tuned ft: model cannot be trained further: start from its base model."),
       ),
       el(
         "label",
