@@ -16,7 +16,7 @@ function durationOf(job) {
 }
 
 function progressCell(summary) {
-  const progress = summary && progressOf(summary);
+  const progress = summary && progressOf(summary.rows);
   if (!progress) return "—";
   return el(
     "span",
@@ -27,7 +27,7 @@ function progressCell(summary) {
 }
 
 function scoreCell(summary) {
-  const score = summary && finalScore(summary);
+  const score = summary && finalScore(summary.rows);
   if (!score) return "—";
   return el("span", { class: "score", title: `validation ${pretty(score.key)}` }, `${fmtPct(score.value)} ${pretty(score.key)}`);
 }
@@ -113,7 +113,8 @@ export async function render(container, ctx) {
   // Pages already loaded with "Load more" are kept; only the first page is refreshed by polling.
   let jobs = [];
   let hasMore = false;
-  // Per job: its metrics rows from the newest events; a finished job's never change, so they are kept.
+  // Per job: {rows, final}, its metrics rows from the newest events; a finished job's never change, so they are
+  // not fetched again.
   const summaries = new Map();
   const selected = new Set(ctx.query.get("selected")?.split(",").filter(Boolean) || []);
 
@@ -155,14 +156,12 @@ export async function render(container, ctx) {
   suffixFilter.addEventListener("input", draw);
 
   async function summarize(list) {
-    const stale = list.filter((j) => !(summaries.has(j.id) && TERMINAL_STATUSES.has(j.status) && summaries.get(j.id).final));
+    const stale = list.filter((j) => !summaries.get(j.id)?.final);
     await Promise.all(
       stale.map(async (j) => {
         try {
           const page = await api(`/fine_tuning/jobs/${j.id}/events`, { query: { limit: SUMMARY_EVENTS } });
-          const rows = stepRows(page.data);
-          rows.final = TERMINAL_STATUSES.has(j.status);
-          summaries.set(j.id, rows);
+          summaries.set(j.id, { rows: stepRows(page.data), final: TERMINAL_STATUSES.has(j.status) });
         } catch {
           // A job deleted meanwhile, or a failed request: its cells stay "—" until the next refresh.
         }
