@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -169,6 +170,8 @@ def test_selected_runs_are_overlaid_with_smoothing(
     page.locator("#compare-runs tbody tr").nth(1).wait_for()
     summary = page.locator("#compare-runs tbody tr")
     assert "90.0% accuracy" in summary.nth(0).inner_text() and "66.0% accuracy" in summary.nth(1).inner_text()
+    # Training time runs from the "started" event, not from creation (jobs queue behind one another).
+    assert re.fullmatch(r"1 min 3[0-5] s", summary.nth(0).locator('td[data-label="Training time"]').inner_text())
 
     # One smoothed line per run, each over its raw curve; the raw points are what the API recorded.
     lines = datasets(page, "#compare-loss")

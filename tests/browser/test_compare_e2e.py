@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(1200)]
 SYSTEM = "Classify the sentiment of the airline tweet: positive, negative or neutral."
 LABELS = ["negative", "neutral", "positive"]
 N_TRAIN, N_VALID = 24, 10  # per label
-LEARNING_RATES = (0.5, 1.0, 2.0)
+LEARNING_RATES = (1.0, 3.0, 6.0)
 
 
 def write_split(path: Path, texts: dict[str, list[str]]) -> Path:

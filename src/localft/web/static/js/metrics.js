@@ -58,6 +58,16 @@ export function finalScore(rows) {
 }
 
 /**
+ * When the job's training began (Unix seconds): its first "Fine-tuning job started" event among `events`, which
+ * come newest first; null if they do not reach back that far. Jobs wait in the queue for one another, so the
+ * time from creation overstates how long a run took.
+ */
+export function startedAt(events) {
+  const started = events.findLast((e) => e.type === "message" && e.message === "Fine-tuning job started");
+  return started ? started.created_at : null;
+}
+
+/**
  * Exponential moving average, debiased as TensorBoard's smoothing slider is, so the first points are not pulled
  * towards zero. `weight` 0 returns the values unchanged; 0.9 follows the trend of noisy per-step losses.
  */

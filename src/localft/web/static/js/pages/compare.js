@@ -5,7 +5,7 @@
 
 import { api, listAll } from "../api.js";
 import { overlayChart } from "../charts.js";
-import { extraKeys, finalScore, pretty, progressOf, smooth, stepRows } from "../metrics.js";
+import { extraKeys, finalScore, pretty, progressOf, smooth, startedAt, stepRows } from "../metrics.js";
 import { el, errorBox, fmtDuration, fmtInt, fmtNum, fmtPct, loading, mount, statusBadge, table } from "../ui.js";
 
 const DEFAULT_SMOOTHING = 0.6;
@@ -53,7 +53,7 @@ export async function render(container, ctx) {
         api(`/fine_tuning/jobs/${encodeURIComponent(id)}`),
         listAll(`/fine_tuning/jobs/${encodeURIComponent(id)}/events`, { pageSize: 1000 }),
       ]);
-      return { job, rows: stepRows(events) };
+      return { job, rows: stepRows(events), started: startedAt(events) };
     }),
   );
   const jobs = runs.map((r) => r.job);
@@ -96,9 +96,9 @@ export async function render(container, ctx) {
         },
       },
       {
-        label: "Duration",
+        label: "Training time",
         class: "num",
-        cell: (r) => (r.job.finished_at ? fmtDuration(r.job.finished_at - r.job.created_at) : "—"),
+        cell: (r) => (r.job.finished_at && r.started ? fmtDuration(r.job.finished_at - r.started) : "—"),
       },
       { label: "Final train loss", class: "num", cell: (r) => fmtNum(curve(r.rows, "train_loss").at(-1)?.y) },
       {

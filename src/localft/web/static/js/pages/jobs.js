@@ -51,7 +51,7 @@ function jobsTable(list, summaries, selected, onSelect) {
       { label: "Base model", cell: (j) => el("span", { class: "mono wrap" }, j.model) },
       { label: "Suffix", cell: (j) => j.user_provided_suffix || "—" },
       { label: "Progress", class: "progress-cell", cell: (j) => progressCell(summaries.get(j.id)) },
-      { label: "Duration", class: "num", cell: durationOf },
+      { label: "Duration", class: "num", cell: (j) => el("span", { title: "From creation to finish, queue included" }, durationOf(j)) },
       { label: "Validation", class: "num", cell: (j) => scoreCell(summaries.get(j.id)) },
       { label: "Created", cell: (j) => fmtDate(j.created_at) },
       { label: "Fine-tuned model", cell: (j) => el("span", { class: "mono wrap" }, j.fine_tuned_model || "—") },
