@@ -381,7 +381,7 @@ export async function render(container, ctx) {
           "p",
           { class: "muted" },
           "None yet. ",
-          el("code", {}, `localft eval ${job.fine_tuned_model || "MODEL"} TESTSET`),
+          el("code", {}, `localft eval TEST.jsonl -m ${models.find(Boolean)} --save-to-server`),
           " saves one here.",
         ),
     );
