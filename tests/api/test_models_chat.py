@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import openai
 import pytest
+
+from localft.settings import Settings
 
 
 def test_models_list_and_retrieve(client: openai.OpenAI, tiny_causal_lm: Path) -> None:
@@ -46,6 +49,19 @@ def test_base_models_say_their_family_size_and_installed_state(
     assert (folder["family"], folder["installed"], folder["source"]) == ("encoder", True, "folder")
     assert folder["params"].endswith(" MB")
     assert client.models.retrieve(str(tiny_encoder)).model_dump()["family"] == "encoder"
+
+
+def test_a_folder_named_by_an_alias_is_listed(
+    settings: Settings, tiny_causal_lm: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from localft.api.server import EmbeddedServer
+
+    monkeypatch.setenv("LOCALFT_MODEL_ALIASES", f"my-llm={tiny_causal_lm}")
+    with EmbeddedServer(replace(settings, embedded_worker=False)) as server:
+        client = openai.OpenAI(base_url=server.base_url, api_key="x", max_retries=0)
+        listed = {m.id: m.model_dump() for m in client.models.list()}
+    assert listed[str(tiny_causal_lm)]["family"] == "causal_lm"
+    assert listed[str(tiny_causal_lm)]["source"] == "folder"
 
 
 def test_base_models_cannot_be_deleted(client: openai.OpenAI) -> None:

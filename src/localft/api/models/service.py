@@ -15,7 +15,7 @@ from pathlib import Path
 from localft.api.models.protocol import Model, ModelList
 from localft.api.protocol import Deleted
 from localft.base_models import get_spec, is_known, list_base_models, resolve_alias
-from localft.base_models.catalog import BUILTIN
+from localft.base_models.catalog import BUILTIN, aliases
 from localft.base_models.describe import describe_builtin, describe_folder
 from localft.errors import InvalidRequestError, NotFoundError
 from localft.jobs.store import Store
@@ -29,9 +29,12 @@ class ModelService:
         self.evict = evict
 
     def list(self, project: str | None) -> ModelList:
-        """Built-in base models, then the local folders this project's jobs trained, then fine-tuned models."""
+        """Built-in base models, then local folders (aliased, or trained by this project's jobs), then fine-tuned
+        models."""
         data = [Model.of_base(describe_builtin(spec)) for spec in list_base_models()]
-        for name in self.store.base_models_used(project):
+        # Folders named by LOCALFT_MODEL_ALIASES, then those the project's jobs trained, each once.
+        folders = dict.fromkeys([*aliases().values(), *self.store.base_models_used(project)])
+        for name in folders:
             folder = describe_folder(name) if name not in BUILTIN else None
             if folder is not None:
                 data.append(Model.of_base(folder))
