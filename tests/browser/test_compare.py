@@ -217,8 +217,11 @@ def test_job_page_folds_step_events_and_keeps_metric_lines_apart(
     rows = page.locator("#events tbody tr")
     assert rows.locator("td:nth-child(3)").all_inner_texts() == messages
     assert f"{STEPS} step events folded" in page.locator("#step-events").inner_text()
+    height = "document.documentElement.scrollHeight"
+    folded = page.evaluate(height)
     page.click("#toggle-step-events")
     assert rows.count() == len(events)
+    assert page.evaluate(height) > folded + STEPS * 20  # each step was a row of its own
     page.click("#toggle-step-events")
     assert rows.count() == len(messages)
 
