@@ -320,7 +320,7 @@ def test_api_key_is_asked_for_and_kept_in_the_session_only(page: Page, keyed_ser
     assert page.evaluate("localStorage.length") == 0
 
 
-@pytest.mark.parametrize("route", ["jobs", "jobs/new", "models", "files", "playground", "evals"])
+@pytest.mark.parametrize("route", ["jobs", "jobs/new", "models", "files", "playground", "evals", "compare"])
 def test_pages_fit_a_phone_screen(browser: Browser, live_server: EmbeddedServer, route: str, artifacts: Path) -> None:
     context = browser.new_context(viewport=PHONE)
     page = context.new_page()
