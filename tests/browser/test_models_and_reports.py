@@ -99,7 +99,7 @@ def eval_report(model: str) -> bytes:
 
 
 def test_base_models_show_family_size_and_installed_state(
-    page: Page, workerless: EmbeddedServer, client: openai.OpenAI, tiny_encoder: Path, tmp_path: Path
+    page: Page, workerless: EmbeddedServer, client: openai.OpenAI, tiny_encoder: Path, tmp_path: Path, artifacts: Path
 ) -> None:
     # A local folder is a base model too once a job has used it.
     client.fine_tuning.jobs.create(model=str(tiny_encoder), training_file=training_file(client, tmp_path))
@@ -120,6 +120,8 @@ def test_base_models_show_family_size_and_installed_state(
         "encoder",
         "Local Hugging Face folder",
     )
+
+    page.screenshot(path=str(artifacts / "models.png"), full_page=True)
 
     # A base encoder has no chat of its own: it is offered for fine-tuning, which opens the form with it chosen.
     encoder = page.locator('tr[data-model="minilm-l6"]')
