@@ -55,12 +55,19 @@ def describe_folder(path: str) -> BaseModelInfo | None:
     return BaseModelInfo(
         name=path,
         family=family,
-        params=f"{weights / 1e6:,.0f} MB" if weights else None,
+        params=_size(weights) if weights else None,
         installed=True,
         installed_at=int((folder / "config.json").stat().st_mtime),
         description="Local Hugging Face folder",
         source="folder",
     )
+
+
+def _size(n_bytes: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6)):
+        if n_bytes >= scale:
+            return f"{n_bytes / scale:,.1f} {unit}" if unit == "GB" else f"{n_bytes / scale:,.0f} {unit}"
+    return f"{max(1, round(n_bytes / 1e3))} KB"
 
 
 def _package_installed_at(package: str) -> int | None:
