@@ -206,7 +206,7 @@ def test_selected_runs_are_overlaid_with_smoothing(
 
 
 def test_job_page_folds_step_events_and_keeps_metric_lines_apart(
-    page: Page, workerless: EmbeddedServer, scripted_jobs: dict[str, str]
+    page: Page, workerless: EmbeddedServer, scripted_jobs: dict[str, str], artifacts: Path
 ) -> None:
     client = openai.OpenAI(base_url=workerless.base_url, api_key="unused", max_retries=0)
     job_id = scripted_jobs["fast"]
@@ -224,6 +224,8 @@ def test_job_page_folds_step_events_and_keeps_metric_lines_apart(
     assert page.evaluate(height) > folded + STEPS * 20  # each step was a row of its own
     page.click("#toggle-step-events")
     assert rows.count() == len(messages)
+
+    page.screenshot(path=str(artifacts / "job-folded-events.png"), full_page=True)
 
     # The time column stays on one line: every cell is as tall as a one-line cell.
     time_cell = rows.first.locator("td.time")
