@@ -177,6 +177,9 @@ def test_reports_are_titled_by_model_and_linked_from_job_and_model_pages(
     page.locator(f'#eval-report[data-file="{report.id}"]').wait_for()
     assert page.locator("#eval-title").inner_text() == title  # not the file name
     assert "report-sentiment-1796657993.json" in page.locator("#eval-report").inner_text()  # which is still shown
+    option = page.locator(f'#eval-picker option[value="{report.id}"]')
+    page.wait_for_function("(o) => !o.textContent.startsWith('report-')", arg=option.element_handle())
+    assert option.inner_text().startswith(f"{title} (")
 
     page.goto(workerless.root_url + "/#/models")
     row = page.locator(f'tr[data-model="{model}"]')

@@ -4,7 +4,7 @@
 
 import { api, listAll } from "../api.js";
 import { barChart } from "../charts.js";
-import { reportTitle } from "../reports.js";
+import { loadReports, reportTitle } from "../reports.js";
 import { el, errorBox, facts, fmtDate, fmtDuration, fmtInt, fmtNum, fmtPct, loading, mount, table } from "../ui.js";
 
 const seconds = (value) => (value === null || value === undefined ? "—" : `${fmtNum(value, 3)} s`);
@@ -229,6 +229,16 @@ export async function render(container, ctx) {
         ),
   );
   if (reports.length) {
+    // Options start as file names and take their reports' own titles once read: reports saved by the CLI are
+    // named by test set and a timestamp, which says nothing of the models they scored.
+    loadReports()
+      .then((entries) => {
+        for (const { file, report } of entries) {
+          const option = [...picker.options].find((o) => o.value === file.id);
+          if (option) option.textContent = `${reportTitle(report)} (${fmtDate(report.created || file.created_at)})`;
+        }
+      })
+      .catch(() => {}); // the file names stay: still a usable list
     await show(reports.find((f) => f.id === ctx.query.get("file")) || reports[0]);
   }
 }
