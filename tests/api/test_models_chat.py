@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import openai
 import pytest
+
+from localft.settings import Settings
 
 
 def test_models_list_and_retrieve(client: openai.OpenAI, tiny_causal_lm: Path) -> None:
@@ -18,6 +21,47 @@ def test_models_list_and_retrieve(client: openai.OpenAI, tiny_causal_lm: Path) -
     with pytest.raises(openai.NotFoundError) as missing:
         client.models.retrieve("ft:smollm2-135m-instruct:localft::nothere1")
     assert missing.value.code == "model_not_found"
+
+
+def test_base_models_say_their_family_size_and_installed_state(
+    client: openai.OpenAI, tiny_encoder: Path, tmp_path: Path
+) -> None:
+    listed = {m.id: m.model_dump() for m in client.models.list()}
+    smollm = listed["smollm2-135m-instruct"]
+    assert (smollm["family"], smollm["params"], smollm["installed"], smollm["source"]) == (
+        "causal_lm",
+        "135M",
+        True,
+        "builtin",
+    )
+    # No placeholder date: the created time is when the weights were installed, 0 where they are not.
+    assert smollm["created"] != 1_767_225_600 and smollm["created"] > 0
+    assert listed["minilm-l6"]["family"] == "encoder"
+    assert all(m["created"] == 0 for m in listed.values() if m.get("installed") is False)
+    # A local folder is listed once a job has trained it, with its own family and size.
+    assert str(tiny_encoder) not in listed
+    train = tmp_path / "train.jsonl"
+    line = '{"messages": [{"role": "user", "content": "text %d"}, {"role": "assistant", "content": "%s"}]}'
+    train.write_text("\n".join(line % (i, "ab"[i % 2]) for i in range(10)) + "\n")
+    file = client.files.create(file=train.open("rb"), purpose="fine-tune")
+    client.fine_tuning.jobs.create(model=str(tiny_encoder), training_file=file.id)
+    folder = {m.id: m.model_dump() for m in client.models.list()}[str(tiny_encoder)]
+    assert (folder["family"], folder["installed"], folder["source"]) == ("encoder", True, "folder")
+    assert folder["params"].endswith((" KB", " MB"))  # the folder's weights on disk (a tiny model: KB)
+    assert client.models.retrieve(str(tiny_encoder)).model_dump()["family"] == "encoder"
+
+
+def test_a_folder_named_by_an_alias_is_listed(
+    settings: Settings, tiny_causal_lm: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from localft.api.server import EmbeddedServer
+
+    monkeypatch.setenv("LOCALFT_MODEL_ALIASES", f"my-llm={tiny_causal_lm}")
+    with EmbeddedServer(replace(settings, embedded_worker=False)) as server:
+        client = openai.OpenAI(base_url=server.base_url, api_key="x", max_retries=0)
+        listed = {m.id: m.model_dump() for m in client.models.list()}
+    assert listed[str(tiny_causal_lm)]["family"] == "causal_lm"
+    assert listed[str(tiny_causal_lm)]["source"] == "folder"
 
 
 def test_base_models_cannot_be_deleted(client: openai.OpenAI) -> None:

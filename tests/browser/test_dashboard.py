@@ -121,15 +121,21 @@ def test_upload_preview_validate_and_delete_files(
     page.screenshot(path=str(artifacts / "new-job-invalid-file.png"), full_page=True)
 
     page.select_option("#training-file", good_id)
+    # The estimate shows at once; the preselected model's own count replaces it (a first use converts SmolLM2).
     page.locator('#validation-report[data-ok="true"]').wait_for()
+    page.locator('#validation-report[data-pending="false"]').wait_for(timeout=120_000)
     text = page.locator("#validation-report").inner_text()
     assert "12 examples" in text and 'n_epochs "auto" would be 8' in text
     assert re.search(r"positive\s+4\s+33\.3%", text), text
-    # The page shows the server's report: the same one the validation endpoint returns.
-    served = client.get(f"/files/{good_id}/validation", cast_to=object)
+    # The page shows the server's report for the preselected base model: counted with its tokenizer, not the
+    # 4-characters estimate, the same report the validation endpoint returns for that model.
+    default_model = page.locator("#base-model").input_value()
+    assert default_model == "smollm2-135m-instruct"
+    served = client.get(f"/files/{good_id}/validation?model={default_model}", cast_to=object)
     assert isinstance(served, dict) and served["n_epochs"] == 8
     tokens = served["tokens_per_example"]
-    assert f"median {int(tokens['median'] + 0.5)}, max {tokens['max']}" in text and "Counted by approximate" in text
+    assert f"median {int(tokens['median'] + 0.5)}, max {tokens['max']}" in text
+    assert f"Counted by {served['tokenizer']}" in text and "approximate" not in served["tokenizer"]
     assert f"about {served['trained_tokens']:,} trained tokens" in text
     assert page.locator("#n_epochs, [name=n_epochs]").get_attribute("placeholder") == "auto (8)"
     assert "(OpenAI's rule)" in text
@@ -314,7 +320,7 @@ def test_api_key_is_asked_for_and_kept_in_the_session_only(page: Page, keyed_ser
     assert page.evaluate("localStorage.length") == 0
 
 
-@pytest.mark.parametrize("route", ["jobs", "jobs/new", "models", "files", "playground", "evals"])
+@pytest.mark.parametrize("route", ["jobs", "jobs/new", "models", "files", "playground", "evals", "compare"])
 def test_pages_fit_a_phone_screen(browser: Browser, live_server: EmbeddedServer, route: str, artifacts: Path) -> None:
     context = browser.new_context(viewport=PHONE)
     page = context.new_page()

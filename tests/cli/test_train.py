@@ -70,16 +70,20 @@ def test_train_against_a_live_server(
     assert "Step " in result.output  # progress arrived while training
     assert f'model="{model}"' in result.output  # the snippet
     assert "accuracy" in result.output.lower()  # the held-out evaluation
+    # The loss curves, saved beside the prepared data when the job ended.
+    curves = tmp_path / "prepared" / "curves.png"
+    assert f"Training curves: {curves}" in result.output
+    assert curves.read_bytes()[:4] == b"\x89PNG"
 
     client = openai.OpenAI(base_url=live_server.base_url, api_key="x")
     reply = client.chat.completions.create(
         model=model, messages=[{"role": "user", "content": "@united my bag is lost"}], temperature=0
     )
     assert reply.choices[0].message.content in {"negative", "neutral", "positive"}
-    _check_verbs_on_a_trained_model(live_server, model)
+    _check_verbs_on_a_trained_model(live_server, model, tmp_path)
 
 
-def _check_verbs_on_a_trained_model(server: EmbeddedServer, model: str) -> None:
+def _check_verbs_on_a_trained_model(server: EmbeddedServer, model: str, folder: Path) -> None:
     """chat --probs, the result file download (base64 decoded), checkpoints and models rm on a real job."""
 
     def cli(*args: str) -> Result:
@@ -98,6 +102,9 @@ def _check_verbs_on_a_trained_model(server: EmbeddedServer, model: str) -> None:
     assert job["fine_tuned_model"] == model
     results_csv = cli("files", "download", job["result_files"][0]).stdout
     assert results_csv.startswith("step,train_loss,train_accuracy,valid_loss,valid_mean_token_accuracy")
+    plotted = folder / "plots" / "both.png"  # in a folder that does not exist yet
+    assert cli("jobs", "plot", job["id"], job["id"], "-o", str(plotted)).stdout == f"Wrote {plotted} (2 jobs)\n"
+    assert plotted.read_bytes()[:4] == b"\x89PNG"
     checkpoints = json.loads(cli("jobs", "checkpoints", job["id"], "--json").stdout)
     assert checkpoints and all(c["fine_tuned_model_checkpoint"].startswith(model) for c in checkpoints)
     assert cli("models", "rm", model).stdout.strip() == f"Deleted {model}"

@@ -55,7 +55,7 @@ def chat(
     if probs:
         label_probs = choice_label_probs(choice)
         rows = [{"label": k, "probability": f"{v:.4f}"} for k, v in sorted(label_probs.items(), key=lambda kv: -kv[1])]
-        print_table(rows, ("label", "probability"))
+        print_table(rows, ("label", "probability"), numeric=("probability",))
 
 
 def choice_label_probs(choice: Any) -> dict[str, float]:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import click
 import openai
-from tqdm import tqdm
 
+from localft.cli.progress import JobDisplay
 from localft.cli.render import (
     EXIT_JOB_CANCELLED,
     EXIT_JOB_FAILED,
@@ -19,24 +19,22 @@ from localft.cli.render import (
     emit_list,
     emit_object,
     emit_result,
-    format_time,
     json_option,
     print_json,
 )
 from localft.client import connect
+from localft.eval.curves import DEFAULT_SMOOTHING, RunCurves, plot_curves
 
 JOB_COLUMNS = ("id", "model", "status", "fine_tuned_model", "created_at")
 EVENT_COLUMNS = ("created_at", "level", "type", "message")
 CHECKPOINT_COLUMNS = ("id", "step_number", "fine_tuned_model_checkpoint", "created_at")
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 EXIT_INTERRUPTED = 130  # the shell's convention for a command stopped by Ctrl-C
-# Keys of a metrics event that are not classification metrics (see training/interfaces.py StepMetrics).
-_TOKEN_METRICS = frozenset({"full_valid_loss", "full_valid_mean_token_accuracy"})
 
 
 @click.group()
 def jobs() -> None:
-    """Fine-tuning jobs: create, list, show, events, watch, cancel, pause, resume, checkpoints.
+    """Fine-tuning jobs: create, list, show, events, watch, plot, cancel, pause, resume, checkpoints.
 
     \b
     Example:
@@ -130,7 +128,11 @@ def _metadata(pairs: tuple[str, ...]) -> dict[str, str] | None:
 
 
 @jobs.command()
-@click.option("--model", required=True, help="Base model (catalog name, alias or local folder) or an ft: model.")
+@click.option(
+    "--model",
+    required=True,
+    help="Base model: a catalog name, an OpenAI alias or a local folder (not an ft: model: start from its base).",
+)
 @click.option("--training-file", required=True, metavar="FILE_ID")
 @click.option("--validation-file", default=None, metavar="FILE_ID")
 @hyperparameter_options
@@ -241,6 +243,57 @@ def watch(job_id: str, base_url: str | None, as_json: bool) -> None:
     finish(job, as_json)
 
 
+@jobs.command()
+@click.argument("job_ids", nargs=-1, required=True, metavar="JOB...")
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("curves.png"), show_default=True
+)
+@click.option(
+    "--smoothing",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=DEFAULT_SMOOTHING,
+    show_default=True,
+    help="Moving-average weight for the per-step training loss (0: as measured).",
+)
+@base_url_option
+def plot(job_ids: tuple[str, ...], output: Path, smoothing: float, base_url: str | None) -> None:
+    """Write the loss and validation-metric curves of one or more jobs, overlaid, as a PNG.
+
+    \b
+    Example:
+      localft jobs plot ftjob-abc ftjob-def -o curves.png
+    """
+    with connect(base_url) as conn, api_errors():
+        runs = [job_curves(conn.client, job_id, label_of(conn.client, job_id)) for job_id in job_ids]
+    write_curves(runs, output, smoothing)
+    click.echo(f"Wrote {output} ({len(runs)} job{'s' if len(runs) > 1 else ''})")
+
+
+def label_of(client: openai.OpenAI, job_id: str) -> str:
+    """A run's name in a legend: its suffix and the end of its id, or the id."""
+    # `user_provided_suffix` is in OpenAI's responses but not in every SDK version's model of them.
+    suffix = getattr(client.fine_tuning.jobs.retrieve(job_id), "user_provided_suffix", None)
+    return f"{suffix} ({job_id[-6:]})" if suffix else job_id
+
+
+def job_curves(client: openai.OpenAI, job_id: str, label: str) -> RunCurves:
+    """All of a job's metrics events, paged, as curves."""
+    data: list[dict[str, Any] | None] = []
+    page = client.fine_tuning.jobs.list_events(job_id, limit=1000)
+    while True:
+        data.extend(event.data for event in page.data if event.type == "metrics" and isinstance(event.data, dict))
+        if not page.has_more or not page.data:
+            return RunCurves.from_events(label, data)
+        page = client.fine_tuning.jobs.list_events(job_id, limit=1000, after=page.data[-1].id)
+
+
+def write_curves(runs: list[RunCurves], output: Path, smoothing: float = DEFAULT_SMOOTHING) -> Path:
+    if not any(run.rows for run in runs):
+        raise CliError("None of these jobs has reported a training step yet: nothing to plot.")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    return plot_curves(runs, output, smoothing=smoothing)
+
+
 def _control(verb: str) -> click.Command:
     @click.command(name=verb, help=f"{verb.capitalize()} a job.")
     @click.argument("job_id")
@@ -298,50 +351,6 @@ def new_events(client: openai.OpenAI, job_id: str, seen: set[str]) -> list[Any]:
     seen.update(event.id for event in fresh)
     fresh.reverse()
     return fresh
-
-
-class JobDisplay:
-    """A progress bar over steps on a terminal; plain event lines otherwise (logs, CI, tests)."""
-
-    def __init__(self) -> None:
-        self.interactive = sys.stderr.isatty()
-        self.bar: tqdm[Any] | None = None
-
-    def show(self, event: Any) -> None:
-        data = event.data if isinstance(event.data, dict) else {}
-        if event.type == "metrics" and "step" in data:
-            self._metrics(event.message, data)
-        else:
-            self._write(f"{format_time(event.created_at)}  {event.message}")
-
-    def _metrics(self, message: str, data: dict[str, Any]) -> None:
-        classification = {
-            k.removeprefix("full_valid_"): v
-            for k, v in data.items()
-            if k.startswith("full_valid_") and k not in _TOKEN_METRICS and isinstance(v, int | float)
-        }
-        if self.interactive:
-            if self.bar is None:
-                self.bar = tqdm(total=data.get("total_steps"), unit="step", file=sys.stderr, dynamic_ncols=True)
-            self.bar.update(int(data["step"]) - self.bar.n)
-            postfix = {"loss": data.get("train_loss"), "val_loss": data.get("valid_loss")}
-            postfix["acc"] = data.get("valid_mean_token_accuracy") or data.get("train_mean_token_accuracy")
-            self.bar.set_postfix({k: f"{v:.3f}" for k, v in postfix.items() if isinstance(v, int | float)})
-        else:
-            self._write(message)
-        if classification:
-            shown = ", ".join(f"{k}={v:.3f}" for k, v in sorted(classification.items()))
-            self._write(f"Epoch {data.get('epoch', '?')} validation: {shown}")
-
-    def _write(self, line: str) -> None:
-        if self.bar is not None:
-            self.bar.write(line, file=sys.stderr)
-        else:
-            click.echo(line, err=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 def follow_job(client: openai.OpenAI, job_id: str, poll_seconds: float = 1.0) -> Any:

@@ -1,5 +1,9 @@
 """What the resource verbs share: tables for humans, `--json` for scripts, exit codes, API errors as one line.
 
+Tables and colour come from `rich`. On a terminal, statuses and levels are coloured and tables fit the window;
+off one (a pipe, a file, a test), rich prints no colour codes and each line is as long as the table needs, with
+two spaces between columns and upper-case headers, so `awk`/`split()` keep working.
+
 Exit codes scripts can rely on:
 
     0  success
@@ -13,6 +17,7 @@ Exit codes scripts can rely on:
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -21,6 +26,9 @@ from typing import Any, TypeVar
 
 import click
 import openai
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
 
 from localft.client import api_error_message
 
@@ -94,23 +102,74 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
-    """A left-aligned text table; an empty list prints a note instead of a bare header."""
+# Colours for the values people scan a table for; anything else prints in the default colour.
+STYLES = {
+    "status": {
+        "succeeded": "green",
+        "failed": "bold red",
+        "cancelled": "yellow",
+        "running": "cyan",
+        "queued": "blue",
+        "validating_files": "blue",
+        "paused": "magenta",
+    },
+    "level": {"error": "bold red", "warn": "yellow"},
+}
+
+
+def table(columns: Sequence[str], rows: Sequence[Sequence[Any]], *, numeric: Sequence[str] = ()) -> Table:
+    """A borderless rich table: upper-case headers, two spaces between columns, `numeric` columns right-aligned."""
+    grid = Table(box=None, pad_edge=False, show_edge=False, header_style="bold", padding=(0, 1))
+    for col in columns:
+        grid.add_column(col.upper(), justify="right" if col in numeric else "left", overflow="fold")
+    for row in rows:
+        grid.add_row(*(_styled(col, value) for col, value in zip(columns, row, strict=True)))
+    return grid
+
+
+def _styled(column: str, value: Any) -> Text:
+    text = _cell(value)
+    return Text(text, style=STYLES.get(column, {}).get(text, ""))
+
+
+def print_rich(renderable: Any, stderr: bool = False) -> None:
+    """Print a rich table: in colour to a terminal; as plain lines, unwrapped and right-trimmed, anywhere else."""
+    # Made per call, not once: click's test runner swaps sys.stdout, and a kept console would write to the old one.
+    out = Console(stderr=stderr, highlight=False)
+    if out.is_terminal:
+        out.print(renderable)
+        return
+    buffer = io.StringIO()
+    Console(file=buffer, width=1_000_000, color_system=None, highlight=False).print(renderable, crop=False)
+    text = buffer.getvalue()
+    click.echo("\n".join(line.rstrip() for line in text.splitlines()), err=stderr)
+
+
+def print_table(
+    rows: Sequence[dict[str, Any]], columns: Sequence[str], *, numeric: Sequence[str] | None = None
+) -> None:
+    """A table of `columns`; an empty list prints a note instead of a bare header. Columns holding only numbers
+    are right-aligned unless `numeric` names the ones to align."""
     if not rows:
         click.echo("(none)")
         return
-    cells = [[_cell(row.get(col)) for col in columns] for row in rows]
-    widths = [max(len(col), *(len(r[i]) for r in cells)) for i, col in enumerate(columns)]
-    click.echo("  ".join(col.upper().ljust(w) for col, w in zip(columns, widths, strict=True)).rstrip())
-    for r in cells:
-        click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    if numeric is None:
+        numeric = [col for col in columns if all(_is_number(row.get(col)) for row in rows)]
+    print_rich(table(columns, [[row.get(col) for col in columns] for row in rows], numeric=numeric))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def print_fields(data: dict[str, Any]) -> None:
-    """One object as aligned `key  value` lines."""
-    width = max((len(k) for k in data), default=0)
+    """One object as aligned `key  value` lines, keys in bold."""
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(overflow="fold")
     for key, value in data.items():
-        click.echo(f"{key.ljust(width)}  {_cell(value)}")
+        grid.add_row(key, _styled(key, value))
+    print_rich(grid)
 
 
 TIME_FIELDS = ("created_at", "finished_at", "created", "estimated_finish", "started_at", "last_seen_at")

@@ -17,7 +17,15 @@ import openai
 
 from localft.base_models import AUTO
 from localft.cli.data import optional_prepare_options
-from localft.cli.jobs import EXIT_INTERRUPTED, hyperparameter_options, hyperparameters, scale_options, watch_to_end
+from localft.cli.jobs import (
+    EXIT_INTERRUPTED,
+    hyperparameter_options,
+    hyperparameters,
+    job_curves,
+    scale_options,
+    watch_to_end,
+    write_curves,
+)
 from localft.cli.render import (
     EXIT_INVALID_DATA,
     EXIT_JOB_CANCELLED,
@@ -110,6 +118,7 @@ def train(
                     err=True,
                 )
             raise
+        curves = _save_curves(conn.client, job, splits["train"].parent)
         if job.status != "succeeded":
             _raise_for(job)
         report = _evaluate(conn, job.fine_tuned_model, splits) if run_eval and "test" in splits else None
@@ -118,6 +127,7 @@ def train(
         "fine_tuned_model": job.fine_tuned_model,
         "trained_tokens": job.trained_tokens,
         "files": {name: str(path) for name, path in splits.items()},
+        "curves": str(curves) if curves else None,
         "evaluation": report.to_dict() if report is not None else None,
     }
     if as_json:
@@ -172,6 +182,16 @@ def _start_job(
     optional = {"validation_file": ids.get("validation"), "suffix": suffix, "seed": seed}
     params.update({k: v for k, v in optional.items() if v is not None})
     return client.fine_tuning.jobs.create(**params)
+
+
+def _save_curves(client: openai.OpenAI, job: Any, folder: Path) -> Path | None:
+    """The job's loss and validation curves as `curves.png` beside the prepared data, whatever way the job ended."""
+    run = job_curves(client, job.id, getattr(job, "user_provided_suffix", None) or job.id)
+    if not run.rows:
+        return None
+    path = write_curves([run], folder / "curves.png")
+    click.echo(f"Training curves: {path}", err=True)
+    return path
 
 
 def _raise_for(job: Any) -> None:

@@ -8,6 +8,7 @@ from localft.data.checks import Problem
 from localft.data.labels import LabelStats
 from localft.data.prepare import Prepared
 from localft.data.validate import ValidationReport
+from localft.text_table import text_table
 
 # Problems listed per severity before the rest is summed up in one line.
 SHOWN_PROBLEMS = 20
@@ -17,14 +18,8 @@ SHOWN_CLASSES = 20
 
 def render_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     """Columns padded to their widest cell; numbers right-aligned, text left-aligned."""
-    cells = [[str(h) for h in headers], *[[_cell(value) for value in row] for row in rows]]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     numeric = [all(isinstance(row[i], int | float) for row in rows) and bool(rows) for i in range(len(headers))]
-    lines = []
-    for row in cells:
-        padded = [cell.rjust(w) if num else cell.ljust(w) for cell, w, num in zip(row, widths, numeric, strict=True)]
-        lines.append("  ".join(padded).rstrip())
-    return "\n".join(lines)
+    return text_table([str(h) for h in headers], [[_cell(value) for value in row] for row in rows], numeric=numeric)
 
 
 def prepare_summary(prepared: Prepared) -> str:

@@ -21,6 +21,7 @@ from localft.eval.report import EvalReport, build_report
 from localft.eval.runner import RunOptions, run_model
 from localft.eval.testset import Example, TestSet
 from localft.remote import Send
+from localft.text_table import text_table
 
 ZERO_SHOT_PROMPT = "Classify the text. Answer with exactly one of these labels and nothing else: {labels}."
 ZERO_SHOT_MULTI_PROMPT = (
@@ -131,10 +132,7 @@ class Comparison:
 
     def summary_lines(self) -> list[str]:
         header, rows = self.table()
-        widths = [max(len(c) for c in col) for col in zip(header, *rows, strict=True)]
-        out = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
-        out += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
-        return out
+        return text_table(header, rows).split("\n")
 
     def save(self, folder: Path, *, plots: bool = True) -> list[Path]:
         """compare.json, compare.md, compare.png and a report folder per model."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,6 +25,27 @@ MAX_CONFUSION_LABELS = 40
 
 def _short(label: str, width: int = 24) -> str:
     return label if len(label) <= width else label[: width - 1] + "…"
+
+
+def wrap_name(name: str, width: int = 24) -> str:
+    """A model name on lines of at most `width` characters, broken after `:`, `/`, `-` or `_` where it can be.
+
+    Model names are never cut: two fine-tunes of one base share their first 30-odd characters
+    (`ft:smollm2-135m-instruct:localft:…`) and differ only at the end.
+    """
+    lines: list[str] = []
+    line = ""
+    for part in re.split(r"(?<=[:/_-])", name):
+        while len(part) > width:  # a part with no break in it (a long hash, say) is split where it must be
+            room = width - len(line)
+            lines.append(line + part[:room])
+            line, part = "", part[room:]
+        if len(line) + len(part) > width:
+            lines.append(line)
+            line = ""
+        line += part
+    lines.append(line)
+    return "\n".join(piece for piece in lines if piece)
 
 
 def plot_confusion(metrics: ClassificationMetrics, path: Path, title: str) -> Path:
@@ -86,10 +108,12 @@ def plot_report(report: EvalReport, folder: Path) -> list[Path]:
 
 
 def plot_comparison(names: Sequence[str], values: Sequence[float], metric: str, path: Path, title: str) -> Path:
-    """One bar per model for the headline metric, value printed on each bar."""
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.3 * len(names) + 2), 4))
+    """One bar per model for the headline metric, value printed on each bar, full model names under the bars."""
+    labels = [wrap_name(n) for n in names]
+    label_lines = max((label.count("\n") + 1 for label in labels), default=1)
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.8 * len(names) + 2), 3.6 + 0.16 * label_lines))
     bars = ax.bar(range(len(names)), values, color="#55A868")
-    ax.set_xticks(range(len(names)), [_short(n, 30) for n in names], rotation=20, ha="right", fontsize=8)
+    ax.set_xticks(range(len(names)), labels, fontsize=7)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel(metric)
     for bar, value in zip(bars, values, strict=True):

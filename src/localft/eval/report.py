@@ -27,6 +27,7 @@ from localft.eval.metrics import (
 )
 from localft.eval.runner import RunResult
 from localft.eval.testset import TestSet
+from localft.text_table import text_table
 
 REPORT_VERSION = 1
 
@@ -179,11 +180,7 @@ def _table(header: list[str], rows: list[list[str]], markdown: bool) -> list[str
     if markdown:
         lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
         return lines + ["| " + " | ".join(r) + " |" for r in rows]
-    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
-    out = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
-    out.append("  ".join("-" * w for w in widths))
-    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
-    return out
+    return text_table(header, rows, rule=True).split("\n")
 
 
 def _render(report: EvalReport, markdown: bool) -> list[str]:

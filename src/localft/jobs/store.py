@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import BigInteger, Engine, Float, Row, Table, create_engine, event, select, update
+from sqlalchemy import BigInteger, Engine, Float, Row, Table, create_engine, event, func, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.compiler import compiles
@@ -426,6 +426,14 @@ class Store:
         with self.engine.connect() as conn:
             rows = conn.execute(select(table).where(*_in_project(table, project)).order_by(table.c.seq)).all()
         return [_record(ModelRecord, row) for row in rows]
+
+    def base_models_used(self, project: str | None = None) -> list[str]:
+        """The distinct base models the project's jobs were asked to train, in first-use order."""
+        table = schema.jobs
+        query = select(table.c.base_model).where(*_in_project(table, project)).group_by(table.c.base_model)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(func.min(table.c.seq))).all()
+        return [row[0] for row in rows]
 
     def delete_model(self, model: ModelRecord, message: str) -> list[CheckpointRecord]:
         """Delete a fine-tuned model with its job's checkpoints (the same weights, served under other ids), and

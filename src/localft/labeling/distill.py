@@ -25,6 +25,7 @@ from localft.labeling.answers import parse_label
 from localft.labeling.labeler import label_request, label_texts, system_prompt, write_chat_jsonl, write_rejected
 from localft.labeling.synth import synthesize, write_examples
 from localft.remote import RemoteCaller, answer_text
+from localft.text_table import text_table
 
 DEFAULT_CPU_HOUR_USD = 0.05
 """Assumed price of one CPU-hour for local models (set your own with `cpu_hour_usd` / `--cpu-hour-usd`)."""
@@ -225,8 +226,7 @@ def format_table(scores: Sequence[ModelScore]) -> str:
                 s.cost_basis,
             )
         )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+    return text_table(rows[0], rows[1:])
 
 
 def distill(

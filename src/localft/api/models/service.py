@@ -14,12 +14,11 @@ from pathlib import Path
 
 from localft.api.models.protocol import Model, ModelList
 from localft.api.protocol import Deleted
-from localft.base_models import is_known, list_base_models
+from localft.base_models import get_spec, is_known, list_base_models, resolve_alias
+from localft.base_models.catalog import BUILTIN, aliases
+from localft.base_models.describe import describe_builtin, describe_folder
 from localft.errors import InvalidRequestError, NotFoundError
 from localft.jobs.store import Store
-
-# Base models have no creation date of their own; this is localft's first release (2026-01-01).
-_BASE_CREATED = 1_767_225_600
 
 
 class ModelService:
@@ -30,7 +29,15 @@ class ModelService:
         self.evict = evict
 
     def list(self, project: str | None) -> ModelList:
-        data = [Model(id=spec.name, created=_BASE_CREATED, owned_by="localft") for spec in list_base_models()]
+        """Built-in base models, then local folders (aliased, or trained by this project's jobs), then fine-tuned
+        models."""
+        data = [Model.of_base(describe_builtin(spec)) for spec in list_base_models()]
+        # Folders named by LOCALFT_MODEL_ALIASES, then those the project's jobs trained, each once.
+        folders = dict.fromkeys([*aliases().values(), *self.store.base_models_used(project)])
+        for name in folders:
+            folder = describe_folder(name) if name not in BUILTIN else None
+            if folder is not None:
+                data.append(Model.of_base(folder))
         data += [Model(id=m.id, created=m.created_at, owned_by=m.owned_by) for m in self.store.list_models(project)]
         return ModelList(data=data)
 
@@ -46,8 +53,16 @@ class ModelService:
                 raise _not_found(model_id) from None
             return Model(id=model_id, created=checkpoint.created_at, owned_by=job.organization_id)
         if not model_id.startswith("ft:") and is_known(model_id):
-            return Model(id=model_id, created=_BASE_CREATED, owned_by="localft")
+            return self._base(model_id)
         raise _not_found(model_id)
+
+    def _base(self, model_id: str) -> Model:
+        """A built-in model, an alias (described as the model it stands for, under its own id) or a folder."""
+        spec = get_spec(model_id)
+        info = describe_builtin(spec) if spec is not None else describe_folder(resolve_alias(model_id))
+        if info is None:
+            raise _not_found(model_id)
+        return Model.of_base(info).model_copy(update={"id": model_id})
 
     def delete(self, model_id: str, project: str | None) -> Deleted:
         model = self.store.get_model(model_id, project)

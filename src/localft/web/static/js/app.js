@@ -2,6 +2,7 @@
 
 import { getKey, setKey, setUnauthorizedHandler } from "./api.js";
 import { el, errorBox, mount } from "./ui.js";
+import * as compare from "./pages/compare.js";
 import * as evals from "./pages/evals.js";
 import * as files from "./pages/files.js";
 import * as job from "./pages/job.js";
@@ -15,6 +16,7 @@ const ROUTES = [
   [/^\/jobs\/new$/, newJob, "jobs"],
   [/^\/jobs\/(?<id>[^/]+)$/, job, "jobs"],
   [/^\/jobs$/, jobs, "jobs"],
+  [/^\/compare$/, compare, "jobs"],
   [/^\/models$/, models, "models"],
   [/^\/files$/, files, "files"],
   [/^\/playground$/, playground, "playground"],

@@ -25,11 +25,15 @@ export function stepChart(canvas, { title, series, yMin, yMax }) {
         label: s.label,
         data: [],
         borderColor: colorAt(i),
-        backgroundColor: colorAt(i),
+        // A series with its own marker shape is drawn hollow, so a marker under it still shows through.
+        backgroundColor: s.pointStyle ? "transparent" : colorAt(i),
         borderWidth: s.dashed ? 1.5 : 2,
-        borderDash: s.dashed ? [6, 4] : [],
+        borderDash: s.dash ?? (s.dashed ? [6, 4] : []),
         // Batch validation is reported on some steps only: dots keep those sparse points visible.
-        pointRadius: s.points ? 3 : s.dashed ? 1.5 : 0,
+        pointRadius: s.radius ?? (s.points ? 3 : s.dashed ? 1.5 : 0),
+        pointStyle: s.pointStyle ?? "circle",
+        pointBorderWidth: s.pointStyle ? 2 : 1,
+        order: s.order ?? 0,
         tension: 0.15,
         spanGaps: true,
       })),
@@ -87,4 +91,57 @@ export function barChart(canvas, { title, entries, max = 1, horizontal = true, s
       scales: { [horizontal ? "x" : "y"]: { min: 0, max } },
     },
   });
+}
+
+/**
+ * Several runs' curves on one chart, one colour per run (the compare page). `update(runs)` takes
+ * [{label, points: [{x, y}], raw: [{x, y}]}]: `points` are drawn as the run's line and `raw`, when smoothing made
+ * `points` differ, as a faint line behind it, so smoothing never hides what was measured.
+ */
+export function overlayChart(canvas, { title, yTitle, yMin, yMax }) {
+  const Chart = chartLib();
+  const chart = new Chart(canvas, {
+    type: "line",
+    data: { datasets: [] },
+    options: {
+      animation: false,
+      responsive: true,
+      maintainAspectRatio: false,
+      interaction: { mode: "nearest", axis: "x", intersect: false },
+      plugins: {
+        title: { display: true, text: title },
+        legend: { position: "bottom", labels: { boxWidth: 12, filter: (item) => !item.text.endsWith(" (raw)") } },
+      },
+      scales: {
+        x: { type: "linear", title: { display: true, text: "step" }, ticks: { precision: 0 } },
+        y: { min: yMin, max: yMax, title: { display: Boolean(yTitle), text: yTitle } },
+      },
+    },
+  });
+  return {
+    chart,
+    update(runs, { yTitle: newTitle } = {}) {
+      chart.data.datasets = runs.flatMap((run, i) => {
+        const line = {
+          label: run.label,
+          data: run.points,
+          borderColor: colorAt(i),
+          backgroundColor: colorAt(i),
+          borderWidth: 2,
+          pointRadius: run.points.length < 30 ? 3 : 0,
+          tension: 0.15,
+          order: 0,
+        };
+        if (!run.raw) return [line];
+        const faint = `${colorAt(i)}40`; // the run's colour at a quarter opacity
+        const raw = { ...line, label: `${run.label} (raw)`, data: run.raw, borderColor: faint, pointRadius: 0, order: 1 };
+        return [line, raw];
+      });
+      if (newTitle !== undefined) chart.options.scales.y.title = { display: true, text: newTitle };
+      chart.update("none");
+    },
+    destroy() {
+      chart.destroy();
+    },
+  };
 }

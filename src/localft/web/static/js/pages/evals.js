@@ -4,6 +4,7 @@
 
 import { api, listAll } from "../api.js";
 import { barChart } from "../charts.js";
+import { loadReports, reportTitle } from "../reports.js";
 import { el, errorBox, facts, fmtDate, fmtDuration, fmtInt, fmtNum, fmtPct, loading, mount, table } from "../ui.js";
 
 const seconds = (value) => (value === null || value === undefined ? "—" : `${fmtNum(value, 3)} s`);
@@ -174,13 +175,13 @@ async function showReport(slot, file) {
     el(
       "section",
       { class: "card", id: "eval-report", "data-file": file.id },
-      el("h2", {}, file.filename),
+      el("h2", { class: "wrap", id: "eval-title" }, reportTitle(report)),
       facts([
         ["Test set", el("span", { class: "wrap" }, report.testset)],
         ["Task", (report.task || "").replace("_", "-")],
         ["Examples", fmtInt(report.n)],
         ["Evaluated", fmtDate(report.created || file.created_at)],
-        ["File", el("code", {}, file.id)],
+        ["File", el("span", {}, el("code", {}, file.id), ` (${file.filename})`)],
       ]),
     ),
     body,
@@ -218,12 +219,26 @@ export async function render(container, ctx) {
       : el(
           "p",
           { class: "muted empty" },
-          "No reports yet. Reports that `localft eval` or `localft compare` save on this server (JSON files with purpose ",
+          "No reports yet. Reports that ",
+          el("code", {}, "localft eval"),
+          " or ",
+          el("code", {}, "localft compare"),
+          " save on this server (JSON files with purpose ",
           el("code", {}, "evals"),
           ") appear here.",
         ),
   );
   if (reports.length) {
+    // Options start as file names and take their reports' own titles once read: reports saved by the CLI are
+    // named by test set and a timestamp, which says nothing of the models they scored.
+    loadReports()
+      .then((entries) => {
+        for (const { file, report } of entries) {
+          const option = [...picker.options].find((o) => o.value === file.id);
+          if (option) option.textContent = `${reportTitle(report)} (${fmtDate(report.created || file.created_at)})`;
+        }
+      })
+      .catch(() => {}); // the file names stay: still a usable list
     await show(reports.find((f) => f.id === ctx.query.get("file")) || reports[0]);
   }
 }

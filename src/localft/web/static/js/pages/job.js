@@ -3,6 +3,8 @@
 
 import { api, decodeResultFile, listAll, TERMINAL_STATUSES } from "../api.js";
 import { stepChart } from "../charts.js";
+import { ACCURACIES, extraKeys, LOSSES, pretty, stepRows } from "../metrics.js";
+import { loadReports, reportLinks } from "../reports.js";
 import { firstExample, pythonSnippet } from "../usage.js";
 import {
   copyButton,
@@ -23,36 +25,18 @@ import {
 
 const POLL_MS = 2000;
 const LOG_ROWS = 100;
-// OpenAI's metric keys; anything else numeric in a metrics event is an extra (classification) metric.
-const LOSSES = [
-  { key: "train_loss", label: "train loss" },
-  { key: "valid_loss", label: "valid loss (batch)", dashed: true },
-  { key: "full_valid_loss", label: "valid loss (full)", points: true },
+// Epoch-end classification metrics are close to each other (accuracy and weighted F1 often coincide): each gets
+// its own marker shape, size and dash, the larger hollow markers drawn below the smaller, so none hides another.
+const EXTRA_STYLES = [
+  { pointStyle: "circle", radius: 7, dash: [] },
+  { pointStyle: "rect", radius: 5, dash: [8, 4] },
+  { pointStyle: "triangle", radius: 4, dash: [3, 3] },
+  { pointStyle: "rectRot", radius: 3, dash: [10, 3, 2, 3] },
 ];
-const ACCURACIES = [
-  { key: "train_mean_token_accuracy", label: "train token acc." },
-  { key: "valid_mean_token_accuracy", label: "valid token acc. (batch)", dashed: true },
-  { key: "full_valid_mean_token_accuracy", label: "valid token acc. (full)", points: true },
-];
-const NOT_EXTRA = new Set(["step", "total_steps", "epoch", ...LOSSES.map((s) => s.key), ...ACCURACIES.map((s) => s.key)]);
 
 function hyperparametersOf(job) {
   return job.method?.supervised?.hyperparameters || job.hyperparameters || {};
 }
-
-/** Extra numeric keys (accuracy, macro-F1, ...) the server adds to some metrics events, in first-seen order. */
-function extraKeys(rows) {
-  const keys = [];
-  for (const row of rows) {
-    for (const [key, value] of Object.entries(row)) {
-      if (!NOT_EXTRA.has(key) && typeof value === "number" && !keys.includes(key)) keys.push(key);
-    }
-  }
-  return keys;
-}
-
-// `full_valid_macro_f1` -> "macro f1": the table and chart already say these are on the validation file.
-const pretty = (key) => key.replace(/^full_valid_/, "").replaceAll("_", " ");
 
 export async function render(container, ctx) {
   const id = ctx.params.id;
@@ -61,6 +45,7 @@ export async function render(container, ctx) {
   let events = await listAll(`/fine_tuning/jobs/${id}/events`, { pageSize: 100 });
   let checkpoints = [];
   let showAllEvents = false;
+  let showStepEvents = false;
 
   const head = el("div", { class: "page-head" });
   const errorSlot = el("div");
@@ -73,6 +58,7 @@ export async function render(container, ctx) {
   const resultSlot = el("div", { id: "result-files" });
   const snippetSlot = el("section", { class: "card", id: "snippet" });
   const eventsSlot = el("div", { id: "events" });
+  const reportsSlot = el("div", { id: "job-reports" });
   const actionError = el("div");
 
   mount(
@@ -98,6 +84,7 @@ export async function render(container, ctx) {
     el("section", { class: "card" }, el("h2", {}, "Checkpoints"), checkpointSlot),
     el("section", { class: "card" }, el("h2", {}, "Result files"), resultSlot),
     snippetSlot,
+    el("section", { class: "card" }, el("h2", {}, "Evaluations"), reportsSlot),
     el("section", { class: "card" }, el("h2", {}, "Events"), eventsSlot),
   );
 
@@ -179,14 +166,7 @@ export async function render(container, ctx) {
   }
 
   function drawMetrics() {
-    // Events arrive newest first; the charts want steps in order, one row per step (the latest report wins).
-    const byStep = new Map();
-    for (const event of [...events].reverse()) {
-      if (event.type === "metrics" && event.data && typeof event.data.step === "number") {
-        byStep.set(event.data.step, { ...byStep.get(event.data.step), ...event.data });
-      }
-    }
-    const rows = [...byStep.values()].sort((a, b) => a.step - b.step);
+    const rows = stepRows(events);
     const extras = extraKeys(rows);
     // The accuracy chart's series depend on which extra metrics the server reported: rebuild when they change.
     if (extras.join() !== accKeys || !accChart) {
@@ -195,7 +175,16 @@ export async function render(container, ctx) {
       const ratioExtras = extras.filter((k) => rows.every((r) => r[k] === undefined || (r[k] >= 0 && r[k] <= 1)));
       accChart = stepChart(accCanvas, {
         title: "Accuracy",
-        series: [...ACCURACIES, ...ratioExtras.map((key) => ({ key, label: `valid ${pretty(key)}`, points: true }))],
+        series: [
+          ...ACCURACIES,
+          ...ratioExtras.map((key, i) => ({
+            key,
+            label: `valid ${pretty(key)}`,
+            points: true,
+            ...EXTRA_STYLES[i % EXTRA_STYLES.length],
+            order: -i, // later (smaller) markers on top
+          })),
+        ],
         yMin: 0,
         yMax: 1,
       });
@@ -318,32 +307,83 @@ export async function render(container, ctx) {
     );
   }
 
+  // One metrics event per step would make a finished page thousands of pixels tall: they are folded into one
+  // line (the charts above already show them) and listed on demand.
   function drawEvents() {
-    const shown = showAllEvents ? events : events.slice(0, LOG_ROWS);
+    const stepEvents = events.filter((e) => e.type === "metrics");
+    const visible = showStepEvents ? events : events.filter((e) => e.type !== "metrics");
+    const shown = showAllEvents ? visible : visible.slice(0, LOG_ROWS);
+    const redraw = (change) => () => {
+      change();
+      drawEvents();
+    };
     mount(
       eventsSlot,
+      stepEvents.length
+        ? el(
+            "p",
+            { class: "muted small", id: "step-events" },
+            showStepEvents
+              ? `Including ${fmtInt(stepEvents.length)} step events. `
+              : `${fmtInt(stepEvents.length)} step events folded. `,
+            el(
+              "button",
+              {
+                type: "button",
+                class: "small",
+                id: "toggle-step-events",
+                onclick: redraw(() => {
+                  showStepEvents = !showStepEvents;
+                }),
+              },
+              showStepEvents ? "Hide step events" : "Show step events",
+            ),
+          )
+        : null,
       table(
         [
-          { label: "Time", cell: (e) => fmtTime(e.created_at) },
+          { label: "Time", class: "time", cell: (e) => fmtTime(e.created_at) },
           { label: "Level", cell: (e) => el("span", { class: `level-${e.level}` }, e.level) },
           { label: "Message", cell: (e) => e.message },
         ],
         shown,
-        { empty: "No events yet." },
+        { empty: "No events yet.", rowAttrs: (e) => ({ "data-type": e.type }) },
       ),
-      events.length > shown.length
+      visible.length > shown.length
         ? el(
             "button",
             {
               type: "button",
-              onclick: () => {
+              onclick: redraw(() => {
                 showAllEvents = true;
-                drawEvents();
-              },
+              }),
             },
-            `Show all ${fmtInt(events.length)} events`,
+            `Show all ${fmtInt(visible.length)} events`,
           )
         : null,
+    );
+  }
+
+  // Evaluation reports saved on the server that scored this job's model or one of its checkpoints.
+  async function drawReports() {
+    const models = [job.fine_tuned_model, ...checkpoints.map((c) => c.fine_tuned_model_checkpoint)];
+    if (!models.some(Boolean)) return mount(reportsSlot, el("p", { class: "muted" }, "None yet."));
+    let links = null;
+    try {
+      links = reportLinks(await loadReports(), models);
+    } catch {
+      // The reports are an extra: the job page stands without them.
+    }
+    mount(
+      reportsSlot,
+      links ||
+        el(
+          "p",
+          { class: "muted" },
+          "None yet. ",
+          el("code", {}, `localft eval TEST.jsonl -m ${models.find(Boolean)} --save-to-server`),
+          " saves one here.",
+        ),
     );
   }
 
@@ -373,6 +413,7 @@ export async function render(container, ctx) {
   drawResults();
   drawEvents();
   await Promise.all([loadCheckpoints(), drawSnippet()]);
+  await drawReports();
 
   let finished = TERMINAL_STATUSES.has(job.status);
   ctx.every(POLL_MS, async () => {
@@ -392,6 +433,7 @@ export async function render(container, ctx) {
         drawHead();
         drawResults();
         await drawSnippet();
+        if (finished) await drawReports();
       }
       if (statusChanged || fresh.some((e) => /checkpoint/i.test(e.message))) await loadCheckpoints();
       if (finished) drawMetrics();

@@ -4,7 +4,7 @@ import { ApiError, api, listAll } from "../api.js";
 import { el, errorBox, fmtBytes, fmtInt, loading, mount, table } from "../ui.js";
 
 // The server's report (`GET /v1/files/{id}/validation`): the same checks `localft validate` and job creation run.
-function reportView(report, file) {
+function reportView(report, file, pending) {
   const tokens = report.tokens_per_example;
   const summary = el(
     "p",
@@ -66,10 +66,17 @@ function reportView(report, file) {
           report.max_tokens ? ` (limit ${fmtInt(report.max_tokens)})` : "",
           report.ok ? `; about ${fmtInt(report.trained_tokens)} trained tokens with the auto epochs` : "",
           `. Counted by ${report.tokenizer}.`,
+          pending ? el("span", { class: "muted", id: "tokens-pending" }, ` ${pending}`) : null,
         );
   return el(
     "section",
-    { class: "card validation", id: "validation-report", "data-ok": String(report.ok) },
+    {
+      class: "card validation",
+      id: "validation-report",
+      "data-ok": String(report.ok),
+      "data-tokenizer": report.tokenizer,
+      "data-pending": String(Boolean(pending)),
+    },
     el("h3", {}, `Validation of ${file.filename}`),
     summary,
     problems(report.errors, "errors"),
@@ -80,8 +87,8 @@ function reportView(report, file) {
   );
 }
 
-// The report for a model the user chose counts with its tokenizer and gives its family's auto epochs (encoders run
-// more than OpenAI's rule on small files). A model the server cannot load (a typo, an ft: id) gets the estimate.
+// The report counts with the chosen base model's tokenizer and gives its family's auto epochs (encoders run more
+// than OpenAI's rule on small files). A model the server cannot load (a typo, say) gets the estimate.
 async function validation(fileId, model) {
   const path = `/files/${encodeURIComponent(fileId)}/validation`;
   if (!model) return api(path);
@@ -98,13 +105,14 @@ function optionalNumber(form, name, parse) {
   return raw === "" ? "auto" : parse(raw);
 }
 
-export async function render(container) {
+export async function render(container, ctx) {
   mount(container, el("h1", {}, "New fine-tuning job"), loading());
   const [fileList, modelList] = await Promise.all([
     listAll("/files", { query: { purpose: "fine-tune" } }),
     api("/models"),
   ]);
-  const baseModels = modelList.data.map((m) => m.id);
+  // Only base models are offered: the API refuses to train an ft: model further (start from its base model).
+  const baseModels = modelList.data.map((m) => m.id).filter((id) => !id.startsWith("ft:"));
 
   const trainingSelect = el("select", { name: "training_file", id: "training-file", required: true });
   const validationSelect = el("select", { name: "validation_file", id: "validation-file" });
@@ -125,7 +133,8 @@ export async function render(container) {
 
   const reportSlot = el("div", { id: "validation-slot" });
   const submitError = el("div");
-  const defaultModel = baseModels.find((id) => !id.startsWith("ft:")) || "";
+  // "Fine-tune" on the Models page opens this page with its model.
+  const defaultModel = ctx.query.get("model") || baseModels[0] || "";
   const modelInput = el("input", {
     name: "model",
     id: "base-model",
@@ -133,34 +142,39 @@ export async function render(container) {
     value: defaultModel,
     required: true,
   });
-  // Until the user picks a model the report uses the estimate, which is what the default LLM's epochs follow, and
-  // opening the page never loads (or downloads) a tokenizer.
-  let modelChosen = false;
-  const chosenModel = () => (modelChosen ? modelInput.value.trim() : "");
+  // The report always counts with the model in the box, the preselected default included: the estimate is only
+  // the fallback for a model the server cannot load.
+  const chosenModel = () => modelInput.value.trim();
   let report = null;
 
+  // The estimate answers at once; the chosen model's own count replaces it when its tokenizer has loaded (the
+  // first use of a built-in LLM converts its weights, which can take a minute).
   async function checkFile(fileId) {
     report = null;
     if (!fileId) return mount(reportSlot);
     const file = fileList.find((f) => f.id === fileId);
     const model = chosenModel();
+    const current = () => trainingSelect.value === fileId && chosenModel() === model;
+    const show = (checked, pending) => {
+      report = checked;
+      mount(reportSlot, reportView(report, file, pending));
+      epochs.placeholder = report.ok ? `auto (${report.n_epochs})` : "auto";
+    };
     mount(reportSlot, loading("Checking the file…"));
     try {
-      const checked = await validation(fileId, model);
+      const estimate = await api(`/files/${encodeURIComponent(fileId)}/validation`);
       // A slow check must not overwrite the report of a file or model chosen since.
-      if (trainingSelect.value !== fileId || chosenModel() !== model) return;
-      report = checked;
-      mount(reportSlot, reportView(report, file));
-      epochs.placeholder = report.ok ? `auto (${report.n_epochs})` : "auto";
+      if (!current()) return;
+      if (!model) return show(estimate, null);
+      show(estimate, `Counting tokens with ${model}'s tokenizer…`);
+      const counted = await validation(fileId, model);
+      if (current()) show(counted, null);
     } catch (error) {
-      if (trainingSelect.value === fileId) mount(reportSlot, errorBox(error));
+      if (current()) mount(reportSlot, errorBox(error));
     }
   }
   trainingSelect.addEventListener("change", () => checkFile(trainingSelect.value));
-  modelInput.addEventListener("change", () => {
-    modelChosen = true;
-    checkFile(trainingSelect.value);
-  });
+  modelInput.addEventListener("change", () => checkFile(trainingSelect.value));
 
   const upload = el("input", { type: "file", name: "upload", id: "upload-training", accept: ".jsonl,.json,.txt" });
   upload.addEventListener("change", async () => {
@@ -203,7 +217,7 @@ export async function render(container) {
         "Base model",
         modelInput,
         el("datalist", { id: "base-models" }, baseModels.map((id) => el("option", { value: id }))),
-        el("span", { class: "hint" }, "A listed model, an OpenAI alias, a previous ft: model or a local folder."),
+        el("span", { class: "hint" }, "A listed base model, an OpenAI alias (gpt-4o-mini) or a local Hugging Face folder. A fine-tuned ft: model cannot be trained further: start from its base model."),
       ),
       el(
         "label",
