@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -73,17 +74,19 @@ def _trace(model: Any, tokenizer: Any, path: Path) -> None:
             return self.inner(input_ids=input_ids, attention_mask=attention_mask).logits
 
     sample = tokenizer(["an example", "another example text"], padding=True, return_tensors="pt")
-    torch.onnx.export(
-        Logits(model),
-        (sample["input_ids"], sample["attention_mask"]),
-        str(path),
-        input_names=INPUT_NAMES,
-        output_names=["logits"],
-        dynamic_axes={
-            "input_ids": {0: "batch", 1: "tokens"},
-            "attention_mask": {0: "batch", 1: "tokens"},
-            "logits": {0: "batch"},
-        },
-        opset_version=OPSET,
-        dynamo=False,
-    )
+    with warnings.catch_warnings():  # the tracer's notes on branches that depend on shapes only, never on values
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            Logits(model),
+            (sample["input_ids"], sample["attention_mask"]),
+            str(path),
+            input_names=INPUT_NAMES,
+            output_names=["logits"],
+            dynamic_axes={
+                "input_ids": {0: "batch", 1: "tokens"},
+                "attention_mask": {0: "batch", 1: "tokens"},
+                "logits": {0: "batch"},
+            },
+            opset_version=OPSET,
+            dynamo=False,
+        )
