@@ -73,7 +73,7 @@ def export_model(checkpoint: Path, out: Path, cache_dir: Path, fmt: str = "hf") 
 
 
 def zip_folder(folder: Path, archive: Path) -> Path:
-    """Zip a folder's files under their relative paths (weights are already compressed: stored, not deflated)."""
+    """Zip a folder's files under their relative paths, stored rather than deflated: float weights compress little."""
     with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as bundle:
         for path in sorted(folder.rglob("*")):
             if path.is_file() and "__pycache__" not in path.parts:
