@@ -15,6 +15,7 @@ from click.testing import CliRunner
 
 from localft.api.server import EmbeddedServer
 from localft.cli import main
+from localft.settings import Settings
 
 SYSTEM = "Classify the sentiment of this tweet."
 TEXTS = ["the flight was great thanks 3", "my bag was lost again 4", "great thanks", "lost again", "the flight"]
@@ -62,7 +63,12 @@ def _import(folder: Path) -> str:
 
 
 def test_an_encoder_fine_tune_exports_loads_in_a_pipeline_and_imports_back(
-    client: openai.OpenAI, live_server: EmbeddedServer, tiny_encoder: Path, tmp_path: Path, helpers: Any
+    client: openai.OpenAI,
+    live_server: EmbeddedServer,
+    settings: Settings,
+    tiny_encoder: Path,
+    tmp_path: Path,
+    helpers: Any,
 ) -> None:
     from transformers import pipeline
 
@@ -81,6 +87,7 @@ def test_an_encoder_fine_tune_exports_loads_in_a_pipeline_and_imports_back(
     assert _answers(client, imported, system=False) == _answers(client, model, system=False)
     client.models.delete(imported)
     assert imported not in {m.id for m in client.models.list()}
+    assert not list(settings.models_dir.glob("import-*"))  # its weights went with it
 
 
 def test_an_encoder_fine_tune_exports_as_onnx(

@@ -181,11 +181,19 @@ def test_exported_classifiers_agree_with_the_server(
     for i, (kind, members) in enumerate(CLASSIFIERS.items()):
         checkpoint = fixed_classifier(settings.models_dir / f"fixed-{i}", train, members)
         runs[kind] = (register(settings, checkpoint, f"fixed{i}", "auto"), pipeline_labels, "hf")
-    shares = {}
+    shares, imported = {}, {}
     for i, (kind, (model_id, labels_of, fmt)) in enumerate(runs.items()):
         folder = export(server, model_id, tmp_path / f"export-{i}", fmt)
-        shares[kind] = agreement(kind, served(client, model_id, test), labels_of(folder, test))
+        answers = served(client, model_id, test)
+        shares[kind] = agreement(kind, answers, labels_of(folder, test))
+        if fmt == "hf":  # served again from the exported folder alone
+            result = CliRunner().invoke(main, ["models", "import", str(folder), "--json"])
+            assert result.exit_code == 0, result.output
+            imported[kind] = agreement(
+                f"{kind}, imported", answers, served(client, json.loads(result.output)["id"], test)
+            )
     assert shares == {kind: 1.0 for kind in runs}
+    assert imported == {kind: 1.0 for kind, (_, _, fmt) in runs.items() if fmt == "hf"}
 
 
 def test_an_exported_lora_fine_tune_agrees_with_the_server(

@@ -7,8 +7,8 @@ the copy), and `import` on this machine's data folder (which the server reads).
 
 from __future__ import annotations
 
-import io
 import shutil
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -126,18 +126,26 @@ def export(model_id: str, output: Path, fmt: str, base_url: str | None) -> None:
 
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise click.ClickException(f"{output} is not empty: export into a new or empty folder.")
-    with connect(base_url) as conn, api_errors():
-        response = conn.client.get(
-            f"/models/{model_id}/export", cast_to=httpx.Response, options={"params": {"format": fmt}}
-        )
-        content = response.content
-    output.mkdir(parents=True, exist_ok=True)
-    try:
-        with zipfile.ZipFile(io.BytesIO(content)) as bundle:
-            bundle.extractall(output)
-    except zipfile.BadZipFile as exc:
-        shutil.rmtree(output, ignore_errors=True)
-        raise click.ClickException(f"The server's export of {model_id} is not a zip: {exc}") from exc
+    with tempfile.TemporaryFile() as spool:  # a merged LLM is hundreds of MB: spooled to disk, not held in memory
+        with connect(base_url) as conn, api_errors():
+            response = conn.client.get(
+                f"/models/{model_id}/export",
+                cast_to=httpx.Response,
+                options={"params": {"format": fmt}},
+                stream=True,
+            )
+            try:
+                for chunk in response.iter_bytes():
+                    spool.write(chunk)
+            finally:
+                response.close()
+        output.mkdir(parents=True, exist_ok=True)
+        try:
+            with zipfile.ZipFile(spool) as bundle:
+                bundle.extractall(output)
+        except zipfile.BadZipFile as exc:
+            shutil.rmtree(output, ignore_errors=True)
+            raise click.ClickException(f"The server's export of {model_id} is not a zip: {exc}") from exc
     click.echo(f"Exported {model_id} to {output} ({fmt})")
 
 
