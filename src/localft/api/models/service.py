@@ -3,12 +3,14 @@
 Base models are shared by every project; a fine-tuned model and its checkpoints belong to the project of the job
 that made them, and read as missing to others. Deleting a fine-tuned model deletes its checkpoints too (the same
 training's weights, served under other ids): their records, their weights in the inference engine's memory and on
-disk, and the job's `fine_tuned_model`. Base models are not deletable (400).
+disk, and the job's `fine_tuned_model`. Base models are not deletable (400). Exporting (a localft extension) writes
+a fine-tuned model or checkpoint as a zip of the folder `localft.export` makes; base models are theirs already (400).
 """
 
 from __future__ import annotations
 
 import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,15 +20,19 @@ from localft.base_models import get_spec, is_known, list_base_models, resolve_al
 from localft.base_models.catalog import BUILTIN, aliases
 from localft.base_models.describe import describe_builtin, describe_folder
 from localft.errors import InvalidRequestError, NotFoundError
+from localft.jobs.registry import resolve_model
 from localft.jobs.store import Store
 
 
 class ModelService:
-    def __init__(self, store: Store, home: Path, jobs_dir: Path, evict: Callable[[Path], None]) -> None:
+    def __init__(
+        self, store: Store, home: Path, jobs_dir: Path, evict: Callable[[Path], None], cache_dir: Path | None = None
+    ) -> None:
         self.store = store
         self.home = home
         self.jobs_dir = jobs_dir
         self.evict = evict
+        self.cache_dir = cache_dir or home / "cache"
 
     def list(self, project: str | None) -> ModelList:
         """Built-in base models, then local folders (aliased, or trained by this project's jobs), then fine-tuned
@@ -80,6 +86,28 @@ class ModelService:
         shutil.rmtree(self.home / model.path, ignore_errors=True)
         shutil.rmtree(self.jobs_dir / model.job_id, ignore_errors=True)
         return Deleted(id=model_id, object="model", deleted=True)
+
+    def export(self, model_id: str, project: str | None, fmt: str) -> Path:
+        """A zip of the model's export in a temporary folder of its own (the caller deletes `zip.parent`)."""
+        from localft.export import export_model, zip_folder
+
+        artifact = resolve_model(self.store, self.home, model_id, project)
+        if artifact.checkpoint is None:
+            raise InvalidRequestError(
+                f"Model {model_id} is a base model: only fine-tuned (ft:...) models and their checkpoints export.",
+                param="model",
+                code="model_not_exportable",
+            )
+        scratch = Path(tempfile.mkdtemp(prefix="localft-export-"))
+        try:
+            folder = scratch / "model"
+            export_model(artifact.checkpoint, folder, self.cache_dir, fmt)
+            archive = zip_folder(folder, scratch / "model.zip")
+            shutil.rmtree(folder)
+            return archive
+        except BaseException:
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise
 
 
 def _not_found(model_id: str) -> NotFoundError:
