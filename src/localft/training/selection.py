@@ -1,20 +1,18 @@
 """`model: "auto"`: the classifier for the data, chosen by its scores on the training data alone.
 
-The candidates, cheapest first:
+The candidates, cheapest first, each scored by K-fold cross-validation on the training file:
 - `tfidf`: word TF-IDF + logistic regression;
 - `<encoder> frozen`: each installed sentence encoder's mean-pooled embeddings + logistic regression (the strongest
   simple few-shot method), its head nudged toward the embeddings of the label names where that scores better;
-- `<encoder> tuned`: the encoder recipe (`training.encoder_head`: LP-FT from that probe);
-- `<llm> lora`: the default LLM with LoRA (single-label data), which asks many times an encoder's compute.
-
-Each is scored by K-fold cross-validation on the training file: the cheap ones on every fold, the tuned ones on as
-many folds as the compute budget allows. The budget scales with the data: it is counted in passes of the smallest
-encoder over the training texts (a tuned fold costs its epochs' passes, forward and backward, in its encoder's
-size), so the same data gets the same candidates and folds on a fast machine or a busy one. Any ensemble, the mean
-of its members' probabilities, is scored from the same out-of-fold predictions at no cost. The best score wins, the
-cheaper on a tie; where it holds a frozen encoder whose tuned version was over the budget to score, that encoder is
-tuned from the same head instead (`Selector._tuned_in_place`). `training.auto_classifier` fits the choice on the
-whole training file; the table of candidates goes to the job's events and into the checkpoint (`selection`).
+- `<llm> lora`: the default LLM with LoRA (single-label data), where all its folds fit the compute budget. The
+  budget is counted in passes of the smallest encoder over the training texts (a fold costs its epochs' passes,
+  forward and backward, in the model's size), so the same data gets the same candidates on a fast machine or a
+  busy one.
+Any ensemble, the mean of its members' probabilities, is scored from the same out-of-fold predictions at no cost.
+The best score wins, the cheaper on a tie. Then the best encoder of the choice is fine-tuned from its chosen head
+(`<encoder> tuned`: the encoder recipe of `training.encoder_head`, LP-FT), which is not cross-validated itself
+(`Selector._tuned_in_place` says why). `training.auto_classifier` fits the choice on the whole training file; the
+table of candidates goes to the job's events and into the checkpoint (`selection`).
 """
 
 from __future__ import annotations
@@ -24,6 +22,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -46,7 +45,7 @@ from localft.errors import TrainingCancelled
 from localft.settings import Settings
 from localft.training.auto import MAX_LENGTH, Family, resolve
 from localft.training.dataset import ChatExample
-from localft.training.encoder_head import EncoderLearner, tune_thresholds
+from localft.training.encoder_head import tune_thresholds
 from localft.training.interfaces import CheckpointInfo, EventLevel, EventSink, StepMetrics, TrainSpec
 from localft.training.lora_causal import CausalLearner
 from localft.training.task import TaskInfo
@@ -55,7 +54,7 @@ Kind = Literal["tfidf", "frozen", "tuned", "lora"]
 BUDGET_PASSES = 150.0
 """Selection's compute budget, in passes of the smallest encoder over the training texts."""
 TUNING_BUDGET_PASSES = 300.0
-"""What fine-tuning the chosen encoder may cost where its tuned version was not scored, in the same passes."""
+"""What fine-tuning the chosen encoder may cost, in the same passes."""
 TRAINING_PASS_COST = 4.0
 """A training pass over a text costs about this many inference passes (forward, backward and the update)."""
 MIN_GAIN = 0.002
@@ -147,22 +146,21 @@ class Selector:
             f"({self.metric}), within {BUDGET_PASSES:.0f} passes of the smallest encoder over the texts"
         )
         oof: dict[str, np.ndarray] = {}
-        scored: dict[str, np.ndarray] = {}  # candidate -> which examples have out-of-fold predictions
         runs: dict[str, tuple[int, float]] = {}  # candidate -> (folds, seconds)
         candidates: dict[str, Candidate] = {}
         spent = 0.0  # of the budget, in passes of the smallest encoder
         recipes: dict[str, HeadRecipe] = {}  # encoder -> the head recipe that scored best frozen
         everyone = np.ones(n, bool)
 
-        def record(candidate: Candidate, probs: np.ndarray, mask: np.ndarray, folds: int, seconds: float) -> None:
+        def record(candidate: Candidate, probs: np.ndarray, seconds: float) -> None:
             candidates[candidate.name] = candidate
-            oof[candidate.name], scored[candidate.name] = probs, mask
-            runs[candidate.name] = (folds, seconds)
+            oof[candidate.name] = probs
+            runs[candidate.name] = (len(self.folds), seconds)
             self._check_stop()
 
         t0 = time.monotonic()
         tfidf = self._cross_validate(lambda tr, te: _tfidf_probs(self.texts, self.targets, tr, te, self.task))
-        record(Candidate("tfidf"), tfidf, everyone, len(self.folds), time.monotonic() - t0)
+        record(Candidate("tfidf"), tfidf, time.monotonic() - t0)
         for base in self.encoders:
             t0 = time.monotonic()
             features = load_encoder_features(local_model_dir(base, self.cache_dir), self.device, MAX_LENGTH["encoder"])
@@ -173,47 +171,38 @@ class Selector:
             recipe, probs = max(options, key=lambda o: self._score(o[1], everyone))  # the first of equals: no prior
             frozen = Candidate("frozen", base, recipe)
             recipes[base] = recipe
-            record(frozen, probs, everyone, len(self.folds), time.monotonic() - t0)
-        expensive = [Candidate("tuned", base, recipes[base]) for base in self.encoders]
+            record(frozen, probs, time.monotonic() - t0)
+        # Tuned encoders are not scored here (see `_tuned_in_place`). The LLM is scored on every fold or none, so
+        # that all candidates are compared on the same examples.
+        llm = Candidate("lora", DEFAULT_BASE_MODEL)
         if not self.task.multi_label and is_installed_name(DEFAULT_BASE_MODEL):
-            expensive.append(Candidate("lora", DEFAULT_BASE_MODEL))
-        for candidate in expensive:
-            per_fold = self._fold_passes(candidate)
-            if spent + per_fold > BUDGET_PASSES:
-                self.sink.log(f"auto: {candidate.name} is over the compute budget ({per_fold:.0f} passes a fold)")
-                continue
-            t0 = time.monotonic()
-            probs, mask, done = np.zeros_like(tfidf), np.zeros(n, bool), 0
-            for fold in self.folds:
-                if spent + per_fold > BUDGET_PASSES:
-                    break
-                probs[fold] = self._fold_probs(candidate, np.setdiff1d(np.arange(n), fold), fold)
-                mask[fold] = True
-                spent += per_fold
-                done += 1
-            record(candidate, probs, mask, done, time.monotonic() - t0)
-        # Every candidate is judged on the examples all of them predicted (tuned ones may have run fewer folds).
-        common = np.logical_and.reduce(list(scored.values()))
-        scores = [Score((name,), self._score(oof[name], common), *runs[name]) for name in oof]
-        scores += self._ensembles(scores, oof, common)
+            passes = self._fold_passes(llm) * len(self.folds)
+            if spent + passes > BUDGET_PASSES:
+                self.sink.log(f"auto: {llm.name} is over the compute budget ({passes:.0f} passes)")
+            else:
+                t0 = time.monotonic()
+                record(llm, self._cross_validate(partial(self._fold_probs, llm)), time.monotonic() - t0)
+        scores = [Score((name,), self._score(oof[name], everyone), *runs[name]) for name in oof]
+        scores += self._ensembles(scores, oof, everyone)
         best = max(scores, key=lambda s: (round(s.score, 6), -s.seconds))
         table = [
             {"classifier": s.name, "score": round(s.score, 4), "folds": s.folds, "seconds": round(s.seconds, 1)}
             for s in sorted(scores, key=lambda s: -s.score)
         ]
-        self._log_table(table, best, int(common.sum()), time.monotonic() - started)
+        self._log_table(table, best, n, time.monotonic() - started)
         thresholds: list[float] = []
         if self.task.multi_label:
             mean = np.mean([oof[m] for m in best.members], axis=0)
-            thresholds = tune_thresholds(_tensor(mean[common]), [tuple(t) for t in self.targets[common]])
-        chosen = self._tuned_in_place([candidates[name] for name in best.members], set(candidates))
+            thresholds = tune_thresholds(_tensor(mean), [tuple(t) for t in self.targets])
+        chosen = self._tuned_in_place([candidates[name] for name in best.members])
         return Decision(chosen, table, self.metric, thresholds)
 
-    def _tuned_in_place(self, chosen: list[Candidate], scored: set[str]) -> list[Candidate]:
-        """The choice with its best frozen encoder fine-tuned from the same head (LP-FT), where the tuned version was
-        not scored (over the compute budget) and its run fits `TUNING_BUDGET_PASSES`: fine-tuning from the
-        calibrated probe scored above the frozen encoder on every dataset measured (docs/studies), and scoring it
-        would cost it several times over. A scored tuned version that lost stays out."""
+    def _tuned_in_place(self, chosen: list[Candidate]) -> list[Candidate]:
+        """The choice with its best frozen encoder fine-tuned from the same head (LP-FT), where one run fits
+        `TUNING_BUDGET_PASSES`. Fine-tuning from the calibrated probe scored above the frozen encoder in every
+        measurement, cross-validated or on test sets, and the encoders ranked the same frozen as tuned; scoring the
+        tuned versions on every fold cost several times the whole job and chose the same model
+        (docs/studies/few-shot-classifiers.md)."""
         if any(c.kind in ("tuned", "lora") for c in chosen):
             return chosen
         for i, candidate in enumerate(chosen):
@@ -221,12 +210,10 @@ class Selector:
                 continue
             tuned = Candidate("tuned", candidate.base_model, candidate.head)
             cost = self._run_passes(tuned, share=1.0)
-            if tuned.name in scored or cost > TUNING_BUDGET_PASSES:
+            if cost > TUNING_BUDGET_PASSES:
+                self.sink.log(f"auto: tuning {candidate.base_model} is over the compute budget ({cost:.0f} passes)")
                 return chosen
-            self.sink.log(
-                f"auto: fine-tuning {candidate.base_model} from its chosen head ({cost:.0f} passes): it was not "
-                "scored tuned, and tuning from the probe has never scored below the frozen encoder here"
-            )
+            self.sink.log(f"auto: fine-tuning {candidate.base_model} from its chosen head ({cost:.0f} passes)")
             return [*chosen[:i], tuned, *chosen[i + 1 :]]
         return chosen
 
@@ -274,7 +261,7 @@ class Selector:
         return size * (TRAINING_PASS_COST * n_epochs * share + (1 - share))
 
     def _fold_probs(self, candidate: Candidate, train_idx: np.ndarray, test_idx: np.ndarray) -> np.ndarray:
-        """Fine-tune a candidate on one fold's training part (no checkpoints) and predict its held-out part."""
+        """Fine-tune the LLM on one fold's training part (no checkpoints) and predict its held-out part."""
         from localft.training.run import fold_run
 
         held_out = [self.train[i] for i in test_idx]
@@ -285,8 +272,6 @@ class Selector:
                 fold_spec, candidate.base_model, fold_train, self.task, candidate.head, _FoldSink(self.sink)
             )
             loop.run()
-            if isinstance(learner, EncoderLearner):
-                return learner.probabilities(learner.make_items(held_out))
             assert isinstance(learner, CausalLearner)
             return learner.label_probabilities([ex.context for ex in held_out])
 
