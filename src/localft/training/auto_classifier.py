@@ -83,7 +83,7 @@ def fit_chosen(
     selection = {**decision.to_dict(), "classifier": names}
     if tuned:
         beside = f", served with {' + '.join(c.member.name for c in companions)}" if companions else ""
-        sink.log(f"auto: fine-tuning {tuned[0].base_model}{beside}")
+        sink.log(f"auto: fine-tuning {tuned[0].base_model} from its chosen head{beside}")
         additions = Additions(companions, decision.thresholds, selection, tuned[0].head)
         result = run_training(replace(spec, base_model=tuned[0].base_model), sink, additions)
         return replace(result, hyperparameters={**result.hyperparameters, "classifier": names})

@@ -213,7 +213,6 @@ class Selector:
             if cost > TUNING_BUDGET_PASSES:
                 self.sink.log(f"auto: tuning {candidate.base_model} is over the compute budget ({cost:.0f} passes)")
                 return chosen
-            self.sink.log(f"auto: fine-tuning {candidate.base_model} from its chosen head ({cost:.0f} passes)")
             return [*chosen[:i], tuned, *chosen[i + 1 :]]
         return chosen
 
