@@ -35,7 +35,13 @@ def test_an_auto_job_shows_its_choice_and_answers(client: openai.OpenAI, tmp_pat
     chosen = done.hyperparameters.to_dict()["classifier"]
     messages = [e.message for e in client.fine_tuning.jobs.list_events(job.id, limit=100)]
     table = next(m for m in messages if m.startswith("auto: classifiers scored"))
-    assert "  tfidf  " in table and f"auto: chose {chosen}" in table
+    assert "  tfidf  " in table
+    if chosen.endswith(" tuned"):  # the frozen encoder the table chose, then fine-tuned from its head
+        encoder = chosen.removesuffix(" tuned")
+        assert f"{encoder} frozen" in table.split("auto: chose ")[1]
+        assert any(m.startswith(f"auto: fine-tuning {encoder} from its chosen head") for m in messages)
+    else:
+        assert f"auto: chose {chosen}" in table
 
     system = "Classify the sentiment of this tweet."
     trained = client.chat.completions.create(

@@ -190,22 +190,24 @@ class Selector:
             for s in sorted(scores, key=lambda s: -s.score)
         ]
         self._log_table(table, best, n, time.monotonic() - started)
-        thresholds: list[float] = []
-        if self.task.multi_label:
-            mean = np.mean([oof[m] for m in best.members], axis=0)
-            thresholds = tune_thresholds(_tensor(mean), [tuple(t) for t in self.targets])
         chosen = self._tuned_in_place([candidates[name] for name in best.members])
+        thresholds: list[float] = []
+        if self.task.multi_label:  # a tuned encoder starts from its frozen self: the nearest predictions scored
+            mean = np.mean([oof[Candidate("frozen", c.base_model, c.head).name if c.kind == "tuned" else c.name]
+                            for c in chosen], axis=0)  # fmt: skip
+            thresholds = tune_thresholds(_tensor(mean), [tuple(t) for t in self.targets])
         return Decision(chosen, table, self.metric, thresholds)
 
     def _tuned_in_place(self, chosen: list[Candidate]) -> list[Candidate]:
-        """The choice with its best frozen encoder fine-tuned from the same head (LP-FT), where one run fits
-        `TUNING_BUDGET_PASSES`. Fine-tuning from the calibrated probe scored above the frozen encoder in every
-        measurement, cross-validated or on test sets, and the encoders ranked the same frozen as tuned; scoring the
-        tuned versions on every fold cost several times the whole job and chose the same model
-        (docs/studies/few-shot-classifiers.md)."""
+        """The best frozen encoder of the choice, fine-tuned from the same head (LP-FT) and served alone, where one
+        run fits `TUNING_BUDGET_PASSES`; else the choice as it is. Fine-tuning from the calibrated probe scored above
+        the frozen encoder in every measurement, cross-validated or on test sets, and the encoders ranked the same
+        frozen as tuned; cross-validating the tuned versions cost several times the whole job and chose the same
+        model, never an ensemble: the members an ensemble adds make up for a frozen encoder's errors, which tuning
+        fixes (docs/studies/few-shot-classifiers.md)."""
         if any(c.kind in ("tuned", "lora") for c in chosen):
             return chosen
-        for i, candidate in enumerate(chosen):
+        for candidate in chosen:
             if candidate.kind != "frozen":
                 continue
             tuned = Candidate("tuned", candidate.base_model, candidate.head)
@@ -213,7 +215,7 @@ class Selector:
             if cost > TUNING_BUDGET_PASSES:
                 self.sink.log(f"auto: tuning {candidate.base_model} is over the compute budget ({cost:.0f} passes)")
                 return chosen
-            return [*chosen[:i], tuned, *chosen[i + 1 :]]
+            return [tuned]
         return chosen
 
     # --- scoring ------------------------------------------------------------------------------------------------
