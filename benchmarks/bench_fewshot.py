@@ -40,7 +40,6 @@ from benchmarks._harness import (
     DATASETS,
     RESULTS,
     Bench,
-    bench_command,
     bench_server,
     examples,
     failures_note,
@@ -255,12 +254,13 @@ def render(results: dict[str, list[dict[str, Any]]], seeds: list[int]) -> list[s
     lines = [
         "## Few-shot accuracy: `auto` against the simple baselines and the published anchors",
         "",
-        f"Command: `{bench_command('fewshot')}`. Machine: {machine()}. Mean ± standard deviation over sampling seeds "
-        f"{seeds} (`seeds`: how many a row has); the baselines are fitted on the same training file in the same "
-        "run. `auto` is localft's default model (the OpenAI chat aliases resolve to it for classification data); "
-        "train s is the job's wall time (created -> finished), train CPU s the CPU time the process spent meanwhile "
-        "(on 2 idle cores the wall time lies between half of it and all of it), p50 the median latency of one "
-        "request at a time over HTTP.",
+        "Command: `python -m benchmarks fewshot` (each run adds its benchmarks and seeds to the table: "
+        f"`LOCALFT_BENCH_ONLY`, `LOCALFT_BENCH_SEEDS`). Machine: {machine()}. Mean ± standard deviation over "
+        f"sampling seeds {seeds} (`seeds`: how many a row has); the baselines are fitted on the same training file "
+        "in the same run. `auto` is localft's default model (the OpenAI chat aliases resolve to it for "
+        "classification data); train s is the job's wall time (created -> finished), train CPU s the CPU time the "
+        "process spent meanwhile (on 2 idle cores the wall time lies between half of it and all of it), p50 the "
+        "median latency of one request at a time over HTTP.",
         "",
         "| benchmark | published anchor | target | seeds | TF-IDF + LR | frozen MiniLM + LR | localft `auto` | met | "
         "train s | train CPU s | p50 ms | peak RSS MB | chosen (seed 0) |",
