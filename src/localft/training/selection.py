@@ -149,7 +149,6 @@ class Selector:
         runs: dict[str, tuple[int, float]] = {}  # candidate -> (folds, seconds)
         candidates: dict[str, Candidate] = {}
         spent = 0.0  # of the budget, in passes of the smallest encoder
-        recipes: dict[str, HeadRecipe] = {}  # encoder -> the head recipe that scored best frozen
         everyone = np.ones(n, bool)
 
         def record(candidate: Candidate, probs: np.ndarray, seconds: float) -> None:
@@ -170,7 +169,6 @@ class Selector:
             options = [(recipe, self._frozen_oof(x, names, recipe)) for recipe in HEAD_RECIPES]
             recipe, probs = max(options, key=lambda o: self._score(o[1], everyone))  # the first of equals: no prior
             frozen = Candidate("frozen", base, recipe)
-            recipes[base] = recipe
             record(frozen, probs, time.monotonic() - t0)
         # Tuned encoders are not scored here (see `_tuned_in_place`). The LLM is scored on every fold or none, so
         # that all candidates are compared on the same examples.
@@ -190,21 +188,23 @@ class Selector:
             for s in sorted(scores, key=lambda s: -s.score)
         ]
         self._log_table(table, best, n, time.monotonic() - started)
-        chosen = self._tuned_in_place([candidates[name] for name in best.members])
+        alone = {s.members[0]: s.score for s in scores if len(s.members) == 1}
+        chosen = self._tuned_in_place([candidates[m] for m in sorted(best.members, key=lambda m: -alone[m])])
         thresholds: list[float] = []
-        if self.task.multi_label:  # a tuned encoder starts from its frozen self: the nearest predictions scored
-            mean = np.mean([oof[Candidate("frozen", c.base_model, c.head).name if c.kind == "tuned" else c.name]
-                            for c in chosen], axis=0)  # fmt: skip
+        if self.task.multi_label:
+            # A tuned encoder starts from its frozen self: the nearest predictions that were scored.
+            scored = [Candidate("frozen", c.base_model, c.head) if c.kind == "tuned" else c for c in chosen]
+            mean = np.mean([oof[c.name] for c in scored], axis=0)
             thresholds = tune_thresholds(_tensor(mean), [tuple(t) for t in self.targets])
         return Decision(chosen, table, self.metric, thresholds)
 
     def _tuned_in_place(self, chosen: list[Candidate]) -> list[Candidate]:
-        """The best frozen encoder of the choice, fine-tuned from the same head (LP-FT) and served alone, where one
-        run fits `TUNING_BUDGET_PASSES`; else the choice as it is. Fine-tuning from the calibrated probe scored above
-        the frozen encoder in every measurement, cross-validated or on test sets, and the encoders ranked the same
-        frozen as tuned; cross-validating the tuned versions cost several times the whole job and chose the same
-        model, never an ensemble: the members an ensemble adds make up for a frozen encoder's errors, which tuning
-        fixes (docs/studies/few-shot-classifiers.md)."""
+        """The best frozen encoder of the choice (its members come best first), fine-tuned from the same head (LP-FT)
+        and served alone, where one run fits `TUNING_BUDGET_PASSES`; else the choice as it is. Fine-tuning from the
+        calibrated probe scored above the frozen encoder in every measurement, cross-validated or on test sets, and
+        the encoders ranked the same frozen as tuned; cross-validating the tuned versions cost several times the
+        whole job and chose the same model, never an ensemble: the members an ensemble adds make up for a frozen
+        encoder's errors, which tuning fixes (docs/studies/few-shot-classifiers.md)."""
         if any(c.kind in ("tuned", "lora") for c in chosen):
             return chosen
         for candidate in chosen:
