@@ -2,9 +2,9 @@
 whole file and written as one checkpoint.
 
 A choice of frozen members only (TF-IDF, frozen encoders with their heads) is fitted in seconds and written at once;
-a choice with a tuned encoder trains it through the training loop, from its chosen head, with the frozen members as
-companions that validation and the checkpoint include. A resumed job reads its choice back instead of choosing
-again.
+a tuned encoder trains through the training loop from its chosen head (any frozen members of its choice beside it
+as companions, which validation and the checkpoint include). A resumed job reads its choice back instead of
+choosing again.
 """
 
 from __future__ import annotations
