@@ -43,6 +43,17 @@ class ListSink:
         return self.stop_after_checkpoints is not None and len(self.checkpoints) >= self.stop_after_checkpoints
 
 
+MULTI_LABEL_ROWS = [
+    ("my bag was lost again", "lost,bag"),
+    ("the flight was great thanks", "none"),
+    ("lost my bag", "lost,bag"),
+    ("a question about the gate", "gate"),
+    ("the bag at the gate", "bag,gate"),
+    ("great flight", "none"),
+]
+"""Comments with several labels each (or none), for the multi-label tests."""
+
+
 def write_jsonl(path: Path, records: list[dict[str, Any]]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
     return path

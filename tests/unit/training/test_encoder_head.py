@@ -21,7 +21,7 @@ from localft.training.loop import Plan, TrainLoop
 from localft.training.run import _load_tokenizer
 from localft.training.task import detect_task
 
-from .conftest import ListSink, chat, sentiment_records, write_jsonl
+from .conftest import MULTI_LABEL_ROWS, ListSink, chat, sentiment_records, write_jsonl
 
 torch.set_num_threads(1)  # tiny models: a second thread only adds sync overhead on a busy machine
 
@@ -101,14 +101,7 @@ def test_calibration_matches_the_cross_validated_loss() -> None:
 
 
 def test_multi_label_encoder_records_thresholds(tiny_encoder: Path, tmp_path: Path) -> None:
-    rows = [
-        ("my bag was lost again", "lost,bag"),
-        ("the flight was great thanks", "none"),
-        ("lost my bag", "lost,bag"),
-        ("a question about the gate", "gate"),
-        ("the bag at the gate", "bag,gate"),
-        ("great flight", "none"),
-    ] * 4
+    rows = MULTI_LABEL_ROWS * 4
     train = write_jsonl(tmp_path / "t.jsonl", [chat(t, a) for t, a in rows])
     valid = write_jsonl(tmp_path / "v.jsonl", [chat(t, a) for t, a in rows[:6]])
     result = run_training(encoder_spec(tiny_encoder, train, valid, tmp_path / "out"), ListSink())

@@ -19,7 +19,7 @@ from localft.training.checkpoint import read_checkpoint
 from localft.training.dataset import read_examples
 from localft.training.task import detect_task
 
-from .conftest import ListSink, chat, sentiment_records, write_jsonl
+from .conftest import MULTI_LABEL_ROWS, ListSink, chat, sentiment_records, write_jsonl
 
 torch.set_num_threads(1)
 
@@ -118,14 +118,7 @@ def test_the_chosen_frozen_encoder_is_fine_tuned_from_its_head(
 
 
 def test_multi_label_auto_scores_micro_f1_and_keeps_thresholds(tiny_auto: Path, tmp_path: Path) -> None:
-    rows = [
-        ("my bag was lost again", "lost,bag"),
-        ("the flight was great thanks", "none"),
-        ("lost my bag", "lost,bag"),
-        ("a question about the gate", "gate"),
-        ("the bag at the gate", "bag,gate"),
-        ("great flight", "none"),
-    ] * 4
+    rows = MULTI_LABEL_ROWS * 4
     train = write_jsonl(tmp_path / "t.jsonl", [chat(t, a) for t, a in rows])
     sink = ListSink()
     result = run_training(auto_spec(train, tmp_path / "out"), sink)
